@@ -239,6 +239,13 @@ class Potential:
         self.dimension = dimension
         self.kernel_data = kernel_data
 
+    def __add__(self, other):
+        """``a + b`` is the potential U_a + U_b (see thermo.potentials.priors.Sum)."""
+        if not isinstance(other, Potential):
+            return NotImplemented
+        from thermo.potentials.priors import Sum
+        return Sum(self, other)
+
     # -- validation shared by every entry point that takes θ from a user
     def check_theta(self, theta, name="theta"):
         """Return θ as a contiguous array of the right dtype, or raise.

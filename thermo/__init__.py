@@ -6,8 +6,6 @@ loss plus prior, β the inverse temperature, h the step size).
 """
 from importlib import import_module
 
-from thermo import _numba_cache  # noqa: F401  (before any kernel compiles)
-
 __version__ = "0.1.0"
 
 _LAZY = {

@@ -24,6 +24,8 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import njit
+
+from thermo import _numba_cache  # noqa: F401  (tolerant cache index, before any compile)
 from numba.extending import overload
 
 __all__ = ["register_bias", "bias_energy_gradient", "bias_update",

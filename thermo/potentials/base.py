@@ -65,6 +65,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from thermo import _numba_cache  # noqa: F401  (tolerant cache index, before any compile)
 from numba.extending import overload
 
 __all__ = [

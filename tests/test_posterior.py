@@ -1,0 +1,160 @@
+"""Tests of thermo.potentials.Posterior: U = (N/B) Σ_batch ℓ_i + (λ/2)|θ|²."""
+import numpy as np
+import pytest
+
+from thermo.networks import MLP
+from thermo.potentials.base import _call_energy_gradient
+from thermo.potentials.posterior import Posterior
+
+
+def _problem(n=40, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    y = rng.integers(0, 3, n)
+    net = MLP([4, 5, 3], activation="tanh", loss="cross_entropy", dtype=dtype)
+    return net, X, y, net.init(seed)
+
+
+def test_full_energy_is_total_loss_plus_prior_and_gradient_matches_fd():
+    net, X, y, theta = _problem()
+    post = Posterior(net, X, y, prior_precision=0.7)
+    U, grad = post.energy_and_gradient(theta)
+    assert U == pytest.approx(40 * net.loss(theta, X, y) + 0.35 * theta @ theta, rel=1e-13)
+    assert post.loss(theta) == pytest.approx(net.loss(theta, X, y), rel=1e-13)
+    fd = np.array([(post.energy(theta + e) - post.energy(theta - e)) / 2e-5
+                   for e in np.eye(theta.size) * 1e-5])
+    assert np.linalg.norm(grad - fd) / np.linalg.norm(fd) < 1e-6
+    assert not post.stochastic and post.n_data == 40 and post.batch_size == 40
+    assert post.accuracy(theta) == pytest.approx(net.accuracy(theta, X, y))
+
+
+def test_minibatch_gradient_matches_fd_for_a_fixed_batch():
+    net, X, y, theta = _problem()
+    post = Posterior(net, X, y, prior_precision=0.3, batch_size=8)
+    assert post.stochastic
+    state = post.minibatch_state()
+
+    def estimate(t):
+        # same batch every time: same generator seed and minibatch state
+        post.set_minibatch_state(state)
+        return post.energy_and_gradient(t, full=False, rng=np.random.default_rng(11))
+
+    U, grad = estimate(theta)
+    batch = post.kernel_data.batch.copy()
+    assert U == pytest.approx(40 / 8 * 8 * net.loss(theta, X[batch], y[batch])
+                              + 0.15 * theta @ theta, rel=1e-12)
+    fd = np.array([(estimate(theta + e)[0] - estimate(theta - e)[0]) / 2e-5
+                   for e in np.eye(theta.size) * 1e-5])
+    assert np.linalg.norm(grad - fd) / np.linalg.norm(fd) < 1e-6
+
+
+@pytest.mark.parametrize("replace", [False, True])
+def test_minibatch_estimator_is_unbiased_and_variance_matches(replace):
+    net, X, y, theta = _problem(n=40, seed=1)
+    post = Posterior(net, X, y, prior_precision=0.5, batch_size=10, replace=replace)
+    U_full, g_full = post.energy_and_gradient(theta)
+    rng = np.random.default_rng(2)
+    draws = 4000
+    grads = np.empty((draws, theta.size))
+    energies = np.empty(draws)
+    variances = np.empty((draws, theta.size))
+    for k in range(draws):
+        energies[k], grads[k], variances[k] = post.energy_gradient_variance(theta, rng=rng)
+    # unbiased: mean over draws within 4.5 standard errors, every coordinate
+    se = grads.std(axis=0) / np.sqrt(draws) + 1e-12
+    assert np.all(np.abs(grads.mean(axis=0) - g_full) < 4.5 * se)
+    assert abs(energies.mean() - U_full) < 4.5 * energies.std() / np.sqrt(draws)
+    # the reported variance of the estimator matches its empirical variance
+    empirical = grads.var(axis=0)
+    predicted = variances.mean(axis=0)
+    big = empirical > 1e-3 * empirical.max()
+    ratio = predicted[big] / empirical[big]
+    assert np.median(np.abs(ratio - 1)) < 0.05
+    assert np.all(np.abs(ratio - 1) < 0.25)
+
+
+def test_full_batch_variance_is_zero_and_batch_n_is_exact():
+    net, X, y, theta = _problem()
+    post = Posterior(net, X, y, batch_size=40)
+    assert not post.stochastic
+    U, g, v = post.energy_gradient_variance(theta, rng=np.random.default_rng(0))
+    assert np.all(v == 0)
+    U2, g2 = post.energy_and_gradient(theta, full=False, rng=np.random.default_rng(0))
+    assert U == U2 and np.array_equal(g, g2)
+
+
+def test_seeded_minibatch_runs_reproduce_and_state_round_trips():
+    net, X, y, theta = _problem()
+    post = Posterior(net, X, y, batch_size=6)
+    rng = np.random.default_rng(4)
+    first = [post.energy_and_gradient(theta, full=False, rng=rng)[0] for _ in range(5)]
+    saved = post.minibatch_state()
+    rng_state = rng.bit_generator.state
+    later = [post.energy_and_gradient(theta, full=False, rng=rng)[0] for _ in range(9)]
+    post.set_minibatch_state(saved)
+    rng.bit_generator.state = rng_state
+    again = [post.energy_and_gradient(theta, full=False, rng=rng)[0] for _ in range(9)]
+    assert later == again
+    fresh = Posterior(net, X, y, batch_size=6)
+    rng = np.random.default_rng(4)
+    assert first == [fresh.energy_and_gradient(theta, full=False, rng=rng)[0]
+                     for _ in range(5)]
+    with pytest.raises(ValueError, match="permutation"):
+        post.set_minibatch_state({"order": np.zeros(40, int), "cursor": np.array([0])})
+    with pytest.raises(ValueError, match="cursor"):
+        post.set_minibatch_state({"order": np.arange(40), "cursor": np.array([41])})
+
+
+def test_kernel_side_call_draws_from_generator():
+    net, X, y, theta = _problem()
+    post = Posterior(net, X, y, batch_size=5, replace=True)
+    g = np.empty_like(theta)
+    U = _call_energy_gradient(post.kernel_data, theta, g, np.random.default_rng(9))
+    U2, g2 = Posterior(net, X, y, batch_size=5, replace=True).energy_and_gradient(
+        theta, full=False, rng=np.random.default_rng(9))
+    assert U == U2 and np.array_equal(g, g2)
+
+
+def test_float32_posterior_converts_data():
+    net, X, y, _ = _problem(dtype=np.float32)
+    post = Posterior(net, X, y, prior_precision=0.1)
+    assert post.kernel_data.X.dtype == np.float32 and post.dtype == np.float32
+    theta = net.init(0)
+    U, g = post.energy_and_gradient(theta)
+    net64, _, _, _ = _problem()
+    U64, g64 = Posterior(net64, X, y, prior_precision=0.1).energy_and_gradient(
+        theta.astype(np.float64))
+    assert g.dtype == np.float32 and U == pytest.approx(U64, rel=1e-5)
+    with pytest.raises(TypeError, match="float32"):
+        post.energy(theta.astype(np.float64))
+
+
+def test_bad_input_errors():
+    net, X, y, theta = _problem()
+    with pytest.raises(TypeError, match="MLP"):
+        Posterior("net", X, y)
+    with pytest.raises(ValueError, match="features"):
+        Posterior(net, X[:, :3], y)
+    with pytest.raises(ValueError, match="class labels"):
+        Posterior(net, X, np.where(y == 0, 3, y))
+    with pytest.raises(TypeError, match="integer"):
+        Posterior(net, X, y.astype(float))
+    Xn = X.copy()
+    Xn[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        Posterior(net, Xn, y)
+    with pytest.raises(ValueError, match="empty"):
+        Posterior(net, X[:0], y[:0])
+    with pytest.raises(ValueError, match="batch_size"):
+        Posterior(net, X, y, batch_size=41)
+    with pytest.raises(ValueError, match="batch_size"):
+        Posterior(net, X, y, batch_size=0)
+    with pytest.raises(TypeError, match="batch_size"):
+        Posterior(net, X, y, batch_size=2.5)
+    with pytest.raises(ValueError, match="prior_precision"):
+        Posterior(net, X, y, prior_precision=-1.0)
+    post = Posterior(net, X, y)
+    with pytest.raises(ValueError, match="shape"):
+        post.energy(theta[:-1])
+    with pytest.raises(TypeError, match="dtype"):
+        post.energy(theta.astype(np.float32))

@@ -1,0 +1,294 @@
+"""The posterior of a network's parameters given data: U(θ) = total loss + prior.
+
+Conventions
+-----------
+``U(θ) = Σ_{i=1}^{N} ℓ_i(θ) + (λ/2)|θ|²`` is the **total** loss over the N
+training examples plus the negative log of a Gaussian prior of precision λ
+(``prior_precision``); samplers target ``exp(-β U)``.  ``ℓ_i`` is the
+per-example loss of :class:`thermo.networks.MLP` (whose ``loss`` method is the
+*mean* ``(1/N) Σ ℓ_i``).
+
+TATi samples ``exp(-β_TATi L)`` with ``L`` the *mean* loss and no prior, so
+TATi's ``β_TATi`` corresponds to ``β = β_TATi / N`` here (``β U = β_TATi L``
+when λ = 0).
+
+Minibatches: with ``batch_size`` B < N, ``energy_gradient`` returns the
+unbiased estimate ``(N/B) Σ_{i∈batch} ℓ_i + (λ/2)|θ|²`` and its gradient, the
+batch drawn inside the kernel from the sampler's generator (see
+:mod:`thermo.data.minibatch`): without replacement within an epoch, reshuffled
+each epoch (default), or with replacement.  ``batch_size=None`` or ``N`` means
+the exact full-batch U.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from thermo.data.minibatch import draw, new_order
+from thermo.networks import kernels as _k
+from thermo.networks.mlp import MLP, prepare_data, work_buffers
+from thermo.potentials.base import Potential, register
+
+__all__ = ["Posterior", "PosteriorData"]
+
+
+class PosteriorData(NamedTuple):
+    """Kernel data of :class:`Posterior` (arrays are shared, not copied)."""
+    X: np.ndarray           # (N, n_in) network dtype, C-contiguous
+    y_int: np.ndarray       # (N,) int64 class labels, or (0,)
+    y_float: np.ndarray     # (N, n_out) float targets, or (0, n_out)
+    sizes: np.ndarray       # network description (see thermo.networks.kernels)
+    w_off: np.ndarray
+    b_off: np.ndarray
+    u_off: np.ndarray
+    acts: np.ndarray
+    loss_code: int
+    label_code: int
+    prior_precision: float
+    stochastic: bool        # batch_size < N
+    replace: bool           # draw with replacement
+    scale: float            # N / B
+    var_factor: float       # N²/B × finite-population correction (see energy_gradient_variance)
+    all_rows: np.ndarray    # arange(N)
+    order: np.ndarray       # minibatch state: permutation of the current epoch
+    cursor: np.ndarray      # (1,) entries of order already used
+    batch: np.ndarray       # (B,) indices of the current minibatch
+    acc: np.ndarray         # kernel work buffers (thermo.networks.mlp.WorkBuffers)
+    sq: np.ndarray
+    act: np.ndarray
+    d0: np.ndarray
+    d1: np.ndarray
+    parts: np.ndarray
+    out: np.ndarray
+    pred: np.ndarray
+
+
+@njit(cache=True)
+def _half_norm2(prior, theta):
+    if prior == 0.0:
+        return 0.0
+    total = 0.0
+    for i in range(theta.size):
+        total += np.float64(theta[i]) * theta[i]
+    return 0.5 * prior * total
+
+
+# Flags for the kernel as non-literal int64: a literal 0/1 argument would make
+# Numba compile a separate copy of the whole kernel for each value.
+_ON = np.int64(1)
+_OFF = np.int64(0)
+
+
+# The protocol functions call the kernel entry point directly (no shared
+# jitted helper): each jitted level above the kernels costs seconds of
+# cold-cache compile time (see thermo.networks.kernels.evaluate).
+def _posterior_energy_gradient(data, theta, gradient, rng):
+    rows = data.all_rows
+    scale = 1.0
+    if data.stochastic:
+        draw(data.replace, data.order, data.cursor, data.batch, rng)
+        rows = data.batch
+        scale = data.scale
+    loss = _k.evaluate(_k.MODE_LOSS, theta, data.X, rows, data.y_int, data.y_float, data.sizes,
+                       data.w_off, data.b_off, data.u_off, data.acts, data.loss_code,
+                       data.label_code, scale, data.prior_precision, _ON, gradient, _OFF,
+                       0.0, gradient, data.acc, data.sq, data.act, data.d0, data.d1,
+                       data.parts, data.out, data.pred)
+    return scale * loss + _half_norm2(data.prior_precision, theta)
+
+
+def _posterior_full_energy_gradient(data, theta, gradient):
+    loss = _k.evaluate(_k.MODE_LOSS, theta, data.X, data.all_rows, data.y_int, data.y_float,
+                       data.sizes, data.w_off, data.b_off, data.u_off, data.acts,
+                       data.loss_code, data.label_code, 1.0, data.prior_precision, _ON,
+                       gradient, _OFF, 0.0, gradient, data.acc, data.sq, data.act, data.d0,
+                       data.d1, data.parts, data.out, data.pred)
+    return loss + _half_norm2(data.prior_precision, theta)
+
+
+def _posterior_energy_gradient_variance(data, theta, gradient, variance, rng):
+    rows = data.all_rows
+    scale = 1.0
+    if data.stochastic:
+        draw(data.replace, data.order, data.cursor, data.batch, rng)
+        rows = data.batch
+        scale = data.scale
+    # A full batch has no variance: the kernel is still asked for it (one
+    # code path), and var_factor is 0 there.
+    loss = _k.evaluate(_k.MODE_LOSS, theta, data.X, rows, data.y_int, data.y_float, data.sizes,
+                       data.w_off, data.b_off, data.u_off, data.acts, data.loss_code,
+                       data.label_code, scale, data.prior_precision, _ON, gradient, _ON,
+                       data.var_factor, variance, data.acc, data.sq, data.act, data.d0,
+                       data.d1, data.parts, data.out, data.pred)
+    return scale * loss + _half_norm2(data.prior_precision, theta)
+
+
+def _posterior_accuracy(data, theta):
+    if data.label_code == _k.LABEL_TARGET:
+        return np.nan
+    hits = _k.evaluate(_k.MODE_COUNT, theta, data.X, data.all_rows, data.y_int, data.y_float,
+                       data.sizes, data.w_off, data.b_off, data.u_off, data.acts,
+                       data.loss_code, data.label_code, 1.0, 0.0, _OFF, theta, _OFF, 0.0, theta,
+                       data.acc, data.sq, data.act, data.d0, data.d1, data.parts,
+                       data.out, data.pred)
+    return hits / data.all_rows.size
+
+
+register(PosteriorData, _posterior_energy_gradient, _posterior_full_energy_gradient,
+         _posterior_energy_gradient_variance, _posterior_accuracy)
+
+
+class Posterior(Potential):
+    """Posterior of the parameters of ``net`` given data ``(X, y)``.
+
+    ``U(θ) = Σ_i ℓ_i(θ) + (λ/2)|θ|²``, the total loss over the N rows plus
+    a Gaussian prior of precision λ; see the module docstring (TATi's
+    ``β_TATi`` is ``β N`` here).
+
+    Parameters
+    ----------
+    net : thermo.networks.MLP
+        The network; its loss defines ``ℓ_i``.
+    X : array (N, n_in)
+        Inputs, converted to the network dtype (float32 networks get float32
+        data).  Must be finite.
+    y : array
+        Labels or targets in the form the network's loss accepts (see
+        :class:`~thermo.networks.MLP`).
+    prior_precision : float, default 0
+        λ >= 0.
+    batch_size : int or None, default None
+        Minibatch size B (1 <= B <= N); None or N for the exact full batch.
+    replace : bool, default False
+        Draw minibatch indices with replacement instead of epoch-wise
+        without replacement.  Irrelevant for a full batch.
+
+    Attributes
+    ----------
+    net, n_data (N), batch_size (B; N for a full batch), replace,
+    prior_precision, stochastic (True when B < N), dimension, dtype.
+
+    Notes
+    -----
+    The minibatch state (``order``, ``cursor``) lives in this object and
+    changes with each stochastic call; save and restore it with
+    :meth:`minibatch_state` / :meth:`set_minibatch_state` together with the
+    generator state.  The object holds work buffers, so it must not be
+    evaluated from several Python threads at once.
+    """
+
+    def __init__(self, net, X, y, prior_precision=0.0, batch_size=None, replace=False):
+        if not isinstance(net, MLP):
+            raise TypeError(f"net must be a thermo.networks.MLP, got {type(net).__name__}")
+        X, y_int, y_float, label_code = prepare_data(net, X, y)
+        n = X.shape[0]
+        try:
+            prior_precision = float(prior_precision)
+        except (TypeError, ValueError):
+            raise TypeError(f"prior_precision must be a number, got {prior_precision!r}") from None
+        if not np.isfinite(prior_precision) or prior_precision < 0:
+            raise ValueError(f"prior_precision must be finite and >= 0, got {prior_precision}")
+        if batch_size is None:
+            batch_size = n
+        if isinstance(batch_size, (bool, np.bool_)) or not isinstance(
+                batch_size, (int, np.integer)):
+            raise TypeError(f"batch_size must be an integer or None, got {batch_size!r}")
+        batch_size = int(batch_size)
+        if not 1 <= batch_size <= n:
+            raise ValueError(f"batch_size must be between 1 and the number of examples "
+                             f"N={n}, got {batch_size}")
+        if not isinstance(replace, (bool, np.bool_)):
+            raise TypeError(f"replace must be True or False, got {replace!r}")
+        stochastic = batch_size < n
+        replace = bool(replace)
+        # Variance of the estimator (N/B) Σ_batch g_i of Σ_i g_i, estimated
+        # from the sample variance s² of the batch's per-example gradients
+        # (s² is unbiased for the population variance S² with divisor N-1):
+        # with replacement N²/B · s²; without replacement (simple random
+        # sample) N²/B · (N-B)/N · s², which is N²/B · (N-B)/(N-1) · σ² with
+        # σ² the population variance of divisor N.
+        var_factor = n * n / batch_size
+        if not replace:
+            var_factor *= (n - batch_size) / n
+        if not stochastic:
+            var_factor = 0.0  # exact gradient (also makes N = 1 give 0, not NaN)
+        order, cursor = new_order(n)
+        w = work_buffers(net)
+        data = PosteriorData(
+            X=X, y_int=y_int, y_float=y_float, sizes=net._sizes, w_off=net._w_off,
+            b_off=net._b_off, u_off=net._u_off, acts=net._acts, loss_code=net._loss_code,
+            label_code=label_code, prior_precision=prior_precision, stochastic=stochastic,
+            replace=replace, scale=n / batch_size, var_factor=var_factor,
+            all_rows=np.arange(n, dtype=np.int64), order=order, cursor=cursor,
+            batch=np.zeros(batch_size, np.int64), **w._asdict())
+        self.dtype = net.dtype
+        super().__init__(net.n_params, data)
+        self.net = net
+        self.n_data = n
+        self.batch_size = batch_size
+        self.replace = replace
+        self.prior_precision = prior_precision
+        self.stochastic = stochastic
+
+    def __repr__(self):
+        return (f"Posterior({self.net!r}, n_data={self.n_data}, batch_size={self.batch_size}, "
+                f"replace={self.replace}, prior_precision={self.prior_precision})")
+
+    def check_theta(self, theta, name="theta"):
+        """θ as a contiguous array of the network dtype; raises ``TypeError``
+        for another dtype and ``ValueError`` for a wrong length or NaN/inf."""
+        return self.net.check_theta(theta, name)
+
+    def energy_gradient_variance(self, theta, rng=None):
+        """U, ∇U and the per-coordinate variance of the ∇U estimator.
+
+        For a stochastic posterior, draws one minibatch (B examples) with
+        ``rng`` and returns the minibatch estimate of U and ∇U and the
+        estimated variance of that gradient estimator, from the per-example
+        gradients ``g_i`` of the batch: ``Var = N²/B · s²`` with ``s²`` their
+        sample variance (divisor B-1), times the finite-population correction
+        ``(N-B)/N`` when sampling without replacement (equivalently
+        ``(N-B)/(N-1)`` times the population variance of divisor N).  The
+        prior term is exact and adds no variance.  NaN for B = 1 (no
+        variance can be estimated from one example); zeros for a full batch.
+        The one-pass formula loses precision when the gradient's mean is many
+        orders of magnitude above its spread.
+        """
+        return super().energy_gradient_variance(theta, rng=rng)
+
+    def loss(self, theta):
+        """Mean loss over all N examples (TATi's convention), no prior."""
+        theta = self.check_theta(theta)
+        d = self.kernel_data
+        total = _k.evaluate(_k.MODE_LOSS, theta, d.X, d.all_rows, d.y_int, d.y_float, d.sizes,
+                            d.w_off, d.b_off, d.u_off, d.acts, d.loss_code, d.label_code, 1.0,
+                            0.0, 0, theta, 0, 0.0, theta, d.acc, d.sq, d.act, d.d0,
+                            d.d1, d.parts, d.out, d.pred)
+        return total / self.n_data
+
+    # -- minibatch state, for sampler states and checkpoints
+    def minibatch_state(self):
+        """Copy of the minibatch state: ``{"order": int64 (N,), "cursor":
+        int64 (1,)}`` (meaningful without replacement; saved always)."""
+        return {"order": self.kernel_data.order.copy(),
+                "cursor": self.kernel_data.cursor.copy()}
+
+    def set_minibatch_state(self, state):
+        """Restore a state from :meth:`minibatch_state` (copied in place)."""
+        try:
+            order = np.asarray(state["order"])
+            cursor = np.asarray(state["cursor"]).reshape(-1)
+        except (TypeError, KeyError) as err:
+            raise ValueError(f"minibatch state needs 'order' and 'cursor' entries: {err}") from None
+        n = self.n_data
+        if order.shape != (n,) or order.dtype.kind not in "iu":
+            raise ValueError(f"order must be an integer array of shape ({n},), "
+                             f"got {order.dtype} {order.shape}")
+        if not np.array_equal(np.sort(order), np.arange(n)):
+            raise ValueError(f"order must be a permutation of 0..{n - 1}")
+        if cursor.shape != (1,) or cursor.dtype.kind not in "iu" or not 0 <= cursor[0] <= n:
+            raise ValueError(f"cursor must be one integer in [0, {n}], got {cursor!r}")
+        self.kernel_data.order[:] = order
+        self.kernel_data.cursor[:] = cursor

@@ -158,3 +158,19 @@ def test_bad_input_errors():
         post.energy(theta[:-1])
     with pytest.raises(TypeError, match="dtype"):
         post.energy(theta.astype(np.float32))
+
+
+def test_fresh_runs_on_one_posterior_draw_the_same_batches():
+    # sample/optimize call reset_minibatch_state on a fresh start: two runs
+    # with one seed on the same object must not continue each other's epoch.
+    rng_data = np.random.default_rng(3)
+    X = rng_data.normal(size=(30, 4))
+    y = rng_data.integers(0, 3, size=30)
+    net = MLP([4, 3], loss="cross_entropy")
+    posterior = Posterior(net, X, y, batch_size=7)
+    theta = net.init(seed=1)
+    first = [posterior.energy(theta, full=False, rng=np.random.default_rng(5))]
+    posterior.energy(theta, full=False, rng=np.random.default_rng(9))
+    posterior.reset_minibatch_state()
+    second = [posterior.energy(theta, full=False, rng=np.random.default_rng(5))]
+    assert first == second

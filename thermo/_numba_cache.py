@@ -1,4 +1,11 @@
-"""Make Numba's on-disk cache index tolerant of unpicklable signatures.
+"""Numba set-up done once before any thermo kernel compiles or loads.
+
+1. Start Numba's threading layer.  A kernel loaded from the disk cache that
+   calls a ``parallel=True`` kernel (the network gradients) segfaults when the
+   threading layer was never launched in this process, which happens whenever
+   nothing was compiled fresh (Numba launches it lazily during compilation).
+
+2. Make Numba's on-disk cache index tolerant of unpicklable signatures.
 
 thermo's kernels are specialised on the NamedTuple class of each potential
 (see :mod:`thermo.potentials.base`).  Numba keeps one index file per cached
@@ -38,4 +45,10 @@ def _install():
     index_class._thermo_tolerant = True
 
 
+def _launch_threading_layer():
+    from numba.np.ufunc.parallel import _launch_threads
+    _launch_threads()
+
+
+_launch_threading_layer()
 _install()

@@ -42,6 +42,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from thermo import _numba_cache  # noqa: F401  (threading layer, tolerant cache index)
+
 # Activation codes (hidden and output layers).
 LINEAR, RELU, TANH, SIGMOID, SOFTPLUS = 0, 1, 2, 3, 4
 ACTIVATIONS = {"linear": LINEAR, "relu": RELU, "tanh": TANH, "sigmoid": SIGMOID,

@@ -275,6 +275,14 @@ class Posterior(Potential):
         return {"order": self.kernel_data.order.copy(),
                 "cursor": self.kernel_data.cursor.copy()}
 
+    def reset_minibatch_state(self):
+        """Return to the fresh state of a new Posterior (the next draw starts
+        a new epoch), so that a fresh ``sample``/``optimize`` run with a given
+        seed draws the same batches whatever ran on this object before."""
+        order, cursor = new_order(self.n_data)
+        self.kernel_data.order[:] = order
+        self.kernel_data.cursor[:] = cursor
+
     def set_minibatch_state(self, state):
         """Restore a state from :meth:`minibatch_state` (copied in place)."""
         try:

@@ -46,7 +46,10 @@ def _install():
 
 
 def _launch_threading_layer():
-    from numba.np.ufunc.parallel import _launch_threads
+    try:
+        from numba.np.ufunc.parallel import _launch_threads
+    except ImportError:  # pragma: no cover - private API moved in a later Numba
+        return
     _launch_threads()
 
 

@@ -11,6 +11,7 @@ _LAZY = {
     "Gaussian": "thermo.potentials.analytic",
     "DoubleWell": "thermo.potentials.analytic",
     "MuellerBrown": "thermo.potentials.analytic",
+    "NoisyGaussian": "thermo.potentials.analytic",
     "Wall": "thermo.potentials.priors",
     "Tether": "thermo.potentials.priors",
     "Sum": "thermo.potentials.priors",

@@ -68,6 +68,15 @@ class IATResult:
         Length of the series.
     reliable : bool or ndarray
         ``window_ok`` and ``n >= min_length_factor * tau``.
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).standard_normal(10_000)
+    >>> result = integrated_autocorrelation_time(x, full_output=True)
+    >>> result.n, result.window_ok, result.reliable, round(result.tau)
+    (10000, True, True, 1)
+    >>> bool(result.ess > 8000)
+    True
     """
 
     tau: object
@@ -113,6 +122,13 @@ def autocovariance(x, max_lag=None):
     ndarray, shape (max_lag + 1,) or (max_lag + 1, k)
         Autocovariance at lags ``0 .. max_lag``.  The biased (1/n)
         normalisation keeps the estimate positive semi-definite.
+
+    Examples
+    --------
+    >>> autocovariance([1.0, -1.0, 1.0, -1.0])
+    array([ 1.  , -0.75,  0.5 , -0.25])
+    >>> autocovariance(np.ones((10, 2)) * np.arange(10.0)[:, None], max_lag=2).shape
+    (3, 2)
     """
     x = _as_series(x)
     n = x.shape[0]
@@ -142,6 +158,11 @@ def autocorrelation(x, max_lag=None):
     -------
     ndarray
         ``ρ(0) = 1``.  A constant series raises ``ValueError`` (ρ undefined).
+
+    Examples
+    --------
+    >>> autocorrelation([1.0, -1.0, 1.0, -1.0], max_lag=2)
+    array([ 1.  , -0.75,  0.5 ])
     """
     acov = autocovariance(x, max_lag)
     c0 = acov[0]

@@ -71,7 +71,7 @@ class CovarianceAccumulator:
     >>> acc = CovarianceAccumulator(3)
     >>> rng = np.random.default_rng(0)
     >>> for chunk in np.array_split(rng.standard_normal((1000, 3)), 7):
-    ...     acc.update(chunk)
+    ...     _ = acc.update(chunk)
     >>> acc.count
     1000
     >>> acc.covariance().shape
@@ -175,6 +175,15 @@ def covariance(trajectory, ddof=1, accumulator=False):
     Returns
     -------
     ndarray, shape (d, d) or CovarianceAccumulator
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).standard_normal((500, 2))
+    >>> np.allclose(covariance(x), np.cov(x, rowvar=False))
+    True
+    >>> acc = covariance(x[:200], accumulator=True).update(x[200:])
+    >>> np.allclose(acc.covariance(), covariance(x))
+    True
     """
     x = _as_samples(trajectory)
     acc = CovarianceAccumulator(x.shape[1]).update(x)
@@ -182,7 +191,24 @@ def covariance(trajectory, ddof=1, accumulator=False):
 
 
 class Eigenpairs(NamedTuple):
-    """Eigenvalues in descending order and eigenvectors as columns."""
+    """Eigenvalues in descending order and eigenvectors as columns.
+
+    Parameters
+    ----------
+    values : ndarray, shape (k,)
+        Eigenvalues, largest first.
+    vectors : ndarray, shape (d, k)
+        Unit eigenvectors as columns, ``vectors[:, i]`` belonging to ``values[i]``.
+
+    Examples
+    --------
+    >>> values, vectors = eigendecomposition(np.diag([1.0, 3.0]))
+    >>> values
+    array([3., 1.])
+    >>> vectors
+    array([[0., 1.],
+           [1., 0.]])
+    """
 
     values: np.ndarray
     vectors: np.ndarray
@@ -219,6 +245,17 @@ def eigendecomposition(matrix, k=None, method="auto", seed=0):
     Eigenpairs
         ``values`` (k,), ``vectors`` (d, k); each vector's sign is fixed so that
         its largest-magnitude component is positive.
+
+    Examples
+    --------
+    >>> matrix = np.array([[2.0, 1.0], [1.0, 2.0]])
+    >>> pairs = eigendecomposition(matrix)
+    >>> pairs.values
+    array([3., 1.])
+    >>> np.round(pairs.vectors[:, 0], 4)
+    array([0.7071, 0.7071])
+    >>> eigendecomposition(np.diag(np.arange(1.0, 31.0)), k=2).values  # Lanczos
+    array([30., 29.])
     """
     if method not in ("auto", "eigh", "lanczos"):
         raise ValueError(f"method must be 'auto', 'eigh' or 'lanczos', got {method!r}")
@@ -278,6 +315,16 @@ def principal_components(trajectory, k=None, method="auto", ddof=1, seed=0):
     -------
     Eigenpairs
         Covariance eigenvalues (descending) and eigenvectors (columns).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((2000, 3)) * np.array([3.0, 1.0, 0.1])
+    >>> pairs = principal_components(x)
+    >>> np.round(pairs.values, 1)
+    array([9.2, 1. , 0. ])
+    >>> int(np.abs(pairs.vectors[:, 0]).argmax())  # the widest axis
+    0
     """
     x = _as_samples(trajectory)
     n, d = x.shape
@@ -331,6 +378,16 @@ def project(trajectory, vectors, centre=None, residual=False):
         Coordinates ``c`` with ``x ≈ centre + V c``.
     distance : ndarray, shape (n,)
         Only with ``residual=True``.
+
+    Examples
+    --------
+    >>> points = np.array([[1.0, 2.0, 3.0], [0.0, -1.0, 0.5]])
+    >>> project(points, np.eye(3)[:, :2])
+    array([[ 1.,  2.],
+           [ 0., -1.]])
+    >>> coords, distance = project(points, [0.0, 0.0, 2.0], residual=True)
+    >>> coords.ravel(), np.round(distance, 4)
+    (array([1.5 , 0.25]), array([2.2361, 1.    ]))
     """
     v = np.asarray(vectors, dtype=np.float64)
     if v.ndim == 1:

@@ -87,6 +87,16 @@ class Directions:
         Eigenvalues of the directions (NaN when not eigenvectors).
     labels : tuple of str
         Axis labels for plots.
+
+    Examples
+    --------
+    >>> directions = user_directions([2.0, 0.0, 0.0], [0.0, 1.0, 1.0])
+    >>> directions.scales, directions.kind
+    (array([2.        , 1.41421356]), 'user')
+    >>> directions.steps  # θ-displacement per axis unit
+    array([[2., 0.],
+           [0., 1.],
+           [0., 1.]])
     """
 
     vectors: np.ndarray
@@ -176,6 +186,16 @@ def covariance_directions(eigenpairs, ranks=(1, 2), units="sqrt_eigenvalue", cen
     Returns
     -------
     Directions
+
+    Examples
+    --------
+    >>> from thermo.analysis import principal_components
+    >>> samples = np.random.default_rng(0).standard_normal((500, 3)) * [2.0, 1.0, 0.5]
+    >>> directions = covariance_directions(principal_components(samples), ranks=(1, 3))
+    >>> directions.ranks, np.round(directions.scales, 2)  # standard deviations
+    (array([1, 3]), array([1.96, 0.51]))
+    >>> directions.labels[0]
+    'covariance eigenvector 1 [√λ]'
     """
     values, vectors = eigenpairs
     values = np.asarray(values, dtype=np.float64)
@@ -216,6 +236,12 @@ def hessian_vector_product(gradient, theta, vector, step=None):
     Returns
     -------
     ndarray, shape (d,)
+
+    Examples
+    --------
+    >>> hessian = np.array([[2.0, 1.0], [1.0, 3.0]])
+    >>> hessian_vector_product(lambda theta: hessian @ theta, np.zeros(2), [1.0, 0.0])
+    array([2., 1.])
     """
     theta = np.asarray(theta, dtype=np.float64)
     vector = np.asarray(vector, dtype=np.float64).ravel()
@@ -258,6 +284,14 @@ def hessian_directions(model, centre, ranks=(1, 2), which="largest", units="sqrt
     -------
     Directions
         ``eigenvalues`` holds the two Hessian eigenvalues.
+
+    Examples
+    --------
+    >>> from thermo.potentials import Gaussian
+    >>> potential = Gaussian(np.zeros(5), precision=np.arange(1.0, 6.0))
+    >>> directions = hessian_directions(potential, np.zeros(5))
+    >>> np.round(directions.eigenvalues, 6), np.round(directions.scales, 3)
+    (array([5., 4.]), array([0.447, 0.5  ]))
     """
     if which not in ("largest", "smallest"):
         raise ValueError(f"which must be 'largest' or 'smallest', got {which!r}")
@@ -309,6 +343,15 @@ def random_directions(model, centre, seed=0, ignore_bias=True):
     Returns
     -------
     Directions
+
+    Examples
+    --------
+    For a plain potential each direction has the length ``|θ*|``:
+
+    >>> from thermo.potentials import Gaussian
+    >>> directions = random_directions(Gaussian(np.zeros(3)), np.ones(3), seed=0)
+    >>> directions.kind, directions.units, np.round(directions.scales, 4)
+    ('random', 'raw', array([1.7321, 1.7321]))
     """
     net, _, _, potential = _resolve_model(model, None, None, need_data=False)
     d = net.n_params if net is not None else potential.dimension
@@ -356,6 +399,15 @@ def user_directions(v1, v2, units="raw", centre=None, labels=("direction 1", "di
     Returns
     -------
     Directions
+
+    Examples
+    --------
+    >>> directions = user_directions([1.0, 0.0], [1.0, 1.0], labels=("x", "diagonal"))
+    >>> directions.vectors.round(4)
+    array([[1.    , 0.7071],
+           [0.    , 0.7071]])
+    >>> directions.scales.round(4), directions.labels
+    (array([1.    , 1.4142]), ('x', 'diagonal'))
     """
     if units not in ("raw", "theta_norm"):
         raise ValueError(f"units must be 'raw' or 'theta_norm' for user vectors, got {units!r}")
@@ -526,6 +578,19 @@ class Landscape:
         "affine", "network" or "potential".
     trajectories : dict
         name -> ``(coordinates (n, 2) in axis units, distance from the plane (n,))``.
+
+    Examples
+    --------
+    >>> from thermo.potentials import Gaussian
+    >>> surface = landscape(Gaussian(np.zeros(3)), np.zeros(3), np.eye(3)[:, :2],
+    ...                     extent=1.0, n_grid=3)
+    >>> surface.xcoordinates, surface.method
+    (array([-1.,  0.,  1.]), 'potential')
+    >>> surface.point(1.0, -1.0)
+    array([ 1., -1.,  0.])
+    >>> coords, distance = surface.add_trajectory("run", [[0.5, 0.5, 2.0]])
+    >>> coords, distance
+    (array([[0.5, 0.5]]), array([2.]))
     """
 
     xcoordinates: np.ndarray
@@ -598,7 +663,28 @@ class Landscape:
 
 
 def load_landscape(path, group=None):
-    """Read a :class:`Landscape` written by :meth:`Landscape.save`."""
+    """Read a :class:`Landscape` written by :meth:`Landscape.save`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        HDF5 file.
+    group : str, optional
+        Group the landscape was saved in (default: the file's root).
+
+    Returns
+    -------
+    Landscape
+
+    Examples
+    --------
+    >>> from thermo.potentials import Gaussian
+    >>> surface = landscape(Gaussian(np.zeros(2)), np.zeros(2), np.eye(2), n_grid=3)
+    >>> surface.save("landscape.h5", group="plane")
+    >>> loaded = load_landscape("landscape.h5", group="plane")
+    >>> np.array_equal(loaded.train_loss, surface.train_loss), loaded.directions.kind
+    (True, 'user')
+    """
     import h5py
 
     with h5py.File(path, "r") as f:
@@ -667,6 +753,21 @@ def landscape(potential_or_net, centre, directions, extent=1.0, n_grid=41, X=Non
     Returns
     -------
     Landscape
+
+    Examples
+    --------
+    ``U = |θ|²/2`` on the plane of the first two axes (a plain potential:
+    ``train_loss`` is U, ``train_acc`` NaN):
+
+    >>> from thermo.potentials import Gaussian
+    >>> surface = landscape(Gaussian(np.zeros(3)), np.zeros(3), np.eye(3)[:, :2],
+    ...                     extent=1.0, n_grid=3)
+    >>> surface.train_loss
+    array([[1. , 0.5, 1. ],
+           [0.5, 0. , 0.5],
+           [1. , 0.5, 1. ]])
+    >>> bool(np.isnan(surface.train_acc).all())
+    True
     """
     if method not in ("auto", "affine", "network", "potential"):
         raise ValueError(f"method must be 'auto', 'affine', 'network' or 'potential', "
@@ -748,6 +849,14 @@ def zoom_levels(potential_or_net, centre, directions, extents, n_grid=41, **kwar
     list of Landscape
         One per extent, in the given order (plot with
         :func:`thermo.plotting.plot_landscape_panels`).
+
+    Examples
+    --------
+    >>> from thermo.potentials import Gaussian
+    >>> views = zoom_levels(Gaussian(np.zeros(2)), np.zeros(2), np.eye(2),
+    ...                     extents=(2.0, 0.5), n_grid=3)
+    >>> [view.xcoordinates for view in views]
+    [array([-2.,  0.,  2.]), array([-0.5,  0. ,  0.5])]
     """
     extents = list(extents)
     if not extents:

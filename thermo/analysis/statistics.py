@@ -69,6 +69,15 @@ class Estimate:
         Blocking (Flyvbjerg–Petersen) standard error at the plateau.
     reliable : bool
         IAT window condition met, ``n >= 50 tau`` and the blocking plateau found.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> est = summarize(rng.standard_normal(5000))
+    >>> est.n, est.reliable, abs(est.mean) < 0.05
+    (5000, True, True)
+    >>> bool(abs(est.mcse_iat - est.std / np.sqrt(est.n)) < 0.003)  # τ ≈ 1 for white noise
+    True
     """
 
     mean: float
@@ -105,6 +114,14 @@ class BlockingResult:
         Index of the chosen block size (the last one when no plateau was found).
     plateau_found : bool
         Whether the standard error stopped growing while >= ``min_blocks`` blocks remained.
+
+    Examples
+    --------
+    >>> result = blocking_analysis(np.random.default_rng(0).standard_normal(4096))
+    >>> result.block_sizes[:4]
+    array([1, 2, 4, 8])
+    >>> result.plateau_found, result.block_size
+    (True, 1)
     """
 
     block_sizes: np.ndarray
@@ -151,6 +168,14 @@ def blocking_analysis(x, min_blocks=16):
     Returns
     -------
     BlockingResult
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.repeat(rng.standard_normal(512), 8)  # blocks of 8 equal values
+    >>> result = blocking_analysis(x)
+    >>> result.plateau_found, result.block_size >= 8
+    (True, True)
     """
     x = _as_1d(x)
     min_blocks = int(min_blocks)
@@ -200,6 +225,12 @@ def block_average(x, n_blocks=None, block_size=None):
         Mean of the samples used (a trailing remainder is dropped).
     standard_error : float
         Standard deviation of the block means over ``sqrt(n_blocks)``.
+
+    Examples
+    --------
+    >>> mean, error = block_average(np.arange(100.0), n_blocks=4)
+    >>> mean, round(error, 2)
+    (49.5, 16.14)
     """
     x = _as_1d(x)
     if n_blocks is not None and block_size is not None:
@@ -236,6 +267,18 @@ def summarize(x, c=5.0, min_length_factor=50.0, on_short="warn"):
     Returns
     -------
     Estimate
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.zeros(20_000)
+    >>> for i in range(1, x.size):  # AR(1) with a = 0.5: τ = (1 + a) / (1 - a) = 3
+    ...     x[i] = 0.5 * x[i - 1] + rng.standard_normal()
+    >>> est = summarize(x)
+    >>> round(est.tau), est.reliable
+    (3, True)
+    >>> print(est)
+    0.0093... ± 0.015 (IAT) / ± 0.016 (blocks); tau = 3.19, ESS = 6267
     """
     if on_short not in _ON_SHORT:
         raise ValueError(f"on_short must be one of {_ON_SHORT}, got {on_short!r}")
@@ -277,6 +320,13 @@ def mean_with_error(x, method="iat", on_short="warn"):
     Returns
     -------
     mean, mcse : float
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).standard_normal(10_000)
+    >>> mean, mcse = mean_with_error(x)
+    >>> abs(mean) < 3 * mcse, round(mcse, 2)
+    (True, 0.01)
     """
     if method not in ("iat", "block"):
         raise ValueError(f"method must be 'iat' or 'block', got {method!r}")
@@ -297,6 +347,13 @@ def effective_sample_size(x, on_short="warn"):
     Returns
     -------
     float or ndarray
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).standard_normal((10_000, 2))
+    >>> ess = effective_sample_size(x)
+    >>> ess.shape, bool(np.all(ess > 8000))
+    ((2,), True)
     """
     result = integrated_autocorrelation_time(x, on_short=on_short, full_output=True)
     return result.ess if np.ndim(result.tau) == 0 else result.n / np.asarray(result.tau)
@@ -325,6 +382,15 @@ def split_rhat(chains):
     Returns
     -------
     float
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> round(split_rhat(rng.standard_normal((2000, 4))), 2)  # mixed walkers
+    1.0
+    >>> stuck = rng.standard_normal((2000, 4)) + np.array([0.0, 0.0, 0.0, 3.0])
+    >>> split_rhat(stuck) > 1.01  # one walker elsewhere
+    True
     """
     chains = _as_chains(chains)
     half = chains.shape[0] // 2
@@ -361,6 +427,13 @@ class EnsembleEstimate:
         Split-R-hat.
     reliable : bool
         Every walker reliable and ``rhat < 1.01``.
+
+    Examples
+    --------
+    >>> chains = np.random.default_rng(0).standard_normal((2000, 4))
+    >>> est = ensemble_summary(chains)
+    >>> len(est.per_walker), est.reliable, round(est.rhat, 2)
+    (4, True, 1.0)
     """
 
     per_walker: list
@@ -385,6 +458,13 @@ def ensemble_summary(chains, on_short="warn"):
     Returns
     -------
     EnsembleEstimate
+
+    Examples
+    --------
+    >>> chains = np.random.default_rng(0).standard_normal((2000, 3))
+    >>> est = ensemble_summary(chains)
+    >>> round(est.mcse, 3), est.reliable
+    (0.013, True)
     """
     chains = _as_chains(chains)
     walkers = chains.shape[1]

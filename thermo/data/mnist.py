@@ -104,6 +104,13 @@ def mnist_directory(directory=None):
         If `directory` is not a path.
     FileNotFoundError
         If the chosen directory does not exist.
+
+    Examples
+    --------
+    >>> mnist_directory(".").as_posix()
+    '.'
+    >>> (mnist_directory() / "SHA256SUMS").name
+    'SHA256SUMS'
     """
     if directory is not None:
         if not isinstance(directory, (str, os.PathLike)):

@@ -85,6 +85,14 @@ def two_clusters(n=500, noise=0.1, seed=None):
     y : numpy.ndarray of int64, shape (n,)
         Class 1 for the cloud at (2, 2), class 0 for the one at (-2, -2);
         ``n // 2`` points are of class 1.
+
+    Examples
+    --------
+    >>> X, y = two_clusters(6, seed=0)
+    >>> X.shape, y
+    ((6, 2), array([0, 1, 0, 0, 1, 1]))
+    >>> bool(np.all((X.sum(axis=1) > 0) == (y == 1)))
+    True
     """
     n, noise, rng = _check_args(n, noise, seed)
     y = _labels(n, rng)
@@ -114,6 +122,12 @@ def squares(n=500, noise=0.1, seed=None):
     y : numpy.ndarray of int64, shape (n,)
         Class indices; ``n // 2`` points are of class 1, half of each class
         (in expectation) in each of its two quadrants.
+
+    Examples
+    --------
+    >>> X, y = squares(100, noise=0.0, seed=0)
+    >>> bool(np.all((X[:, 0] * X[:, 1] > 0) == (y == 1)))
+    True
     """
     n, noise, rng = _check_args(n, noise, seed)
     y = _labels(n, rng)
@@ -150,6 +164,12 @@ def spiral(n=500, noise=0.1, seed=None):
     y : numpy.ndarray of int64, shape (n,)
         Class 1 on the arm starting at angle 0, class 0 on the other;
         ``n // 2`` points are of class 1.
+
+    Examples
+    --------
+    >>> X, y = spiral(10, seed=0)
+    >>> X.shape, int(y.sum()), y.dtype
+    ((10, 2), 5, dtype('int64'))
     """
     n, noise, rng = _check_args(n, noise, seed)
     y = _labels(n, rng)
@@ -181,6 +201,13 @@ def two_circles(n=500, noise=0.1, seed=None):
         Coordinates.
     y : numpy.ndarray of int64, shape (n,)
         Class indices; ``n // 2`` points are of class 1.
+
+    Examples
+    --------
+    >>> X, y = two_circles(100, noise=0.0, seed=0)
+    >>> radius = np.hypot(X[:, 0], X[:, 1])
+    >>> bool(radius[y == 1].max() <= 2.5 < 3.5 <= radius[y == 0].min())
+    True
     """
     n, noise, rng = _check_args(n, noise, seed)
     y = _labels(n, rng)
@@ -237,6 +264,14 @@ def make_dataset(name, n=500, noise=0.1, seed=None):
     ------
     ValueError
         If `name` is not a known data set; the message lists the valid names.
+
+    Examples
+    --------
+    >>> X, y = make_dataset("TwoSpirals", n=8, seed=1)  # TATi's spelling
+    >>> X.shape, np.bincount(y)
+    ((8, 2), array([4, 4]))
+    >>> make_dataset(2, n=4, seed=0)[0].shape  # TATi's code 2: two clusters
+    (4, 2)
     """
     valid = ", ".join(repr(k) for k in DATASETS)
     if isinstance(name, (numbers.Integral,)) and not isinstance(name, (bool, np.bool_)):
@@ -271,6 +306,11 @@ def to_signed_labels(y):
     ------
     ValueError
         If a label is not 0 or 1.
+
+    Examples
+    --------
+    >>> to_signed_labels([0, 1, 1])
+    array([-1,  1,  1])
     """
     y = np.asarray(y)
     if y.dtype.kind not in "biuf":
@@ -299,6 +339,11 @@ def from_signed_labels(y):
     ------
     ValueError
         If a label is not -1 or +1.
+
+    Examples
+    --------
+    >>> from_signed_labels([-1, 1, 1.0])
+    array([0, 1, 1])
     """
     y = np.asarray(y)
     if y.dtype.kind not in "biuf":

@@ -248,6 +248,18 @@ def load_csv(path, label_column=-1, *, task="classification", n_classes=None, de
         message names the file (and the line and column where applicable).
     TypeError
         For arguments of the wrong type.
+
+    Examples
+    --------
+    >>> _ = Path("toy.csv").write_text("x1,x2,label\\n0.5,1.0,-1\\n2.0,0.0,1\\n")
+    >>> X, y = load_csv("toy.csv")  # TATi's -1/+1 labels become classes 0/1
+    >>> X
+    array([[0.5, 1. ],
+           [2. , 0. ]])
+    >>> y
+    array([0, 1])
+    >>> load_csv("toy.csv", label_column="x1", task="regression")[1]
+    array([0.5, 2. ])
     """
     path = _check_path(path)
     _check_task(task)
@@ -370,6 +382,17 @@ def save_csv(path, X, y, *, feature_names=None, label_name="label", signed_label
         If the arrays fail :func:`from_arrays`' checks, names clash or
         contain the delimiter, or `signed_labels` is set for labels other
         than 0/1.
+
+    Examples
+    --------
+    >>> path = save_csv("data.csv", [[0.5, 1.0], [2.0, 0.0]], np.array([0, 1]))
+    >>> print(path.read_text(), end="")
+    x1,x2,label
+    0.5,1.0,0
+    2.0,0.0,1
+    >>> X, y = load_csv(path)
+    >>> y
+    array([0, 1])
     """
     path = _check_path(path)
     if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\r\n\"":

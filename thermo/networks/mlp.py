@@ -30,7 +30,29 @@ LOSSES = ("cross_entropy", "mse", "logistic")
 
 
 class LayerLayout(NamedTuple):
-    """Where one layer's parameters sit in θ."""
+    """Where one layer's parameters sit in θ.
+
+    Attributes
+    ----------
+    weight_offset : int
+        Index in θ of the first weight ``W[0, 0]``.
+    weight_shape : tuple of int
+        ``(fan_in, fan_out)``; ``W`` is stored row-major.
+    bias_offset : int
+        Index in θ of the first bias entry (``weight_offset + fan_in * fan_out``).
+    bias_size : int
+        ``fan_out``.
+
+    Examples
+    --------
+    >>> net = MLP([2, 3, 1], loss="mse")
+    >>> net.layout[1]
+    LayerLayout(weight_offset=9, weight_shape=(3, 1), bias_offset=12, bias_size=1)
+    >>> theta = np.arange(net.n_params, dtype=np.float64)
+    >>> layer = net.layout[1]
+    >>> theta[layer.weight_offset:layer.bias_offset].reshape(layer.weight_shape).ravel()
+    array([ 9., 10., 11.])
+    """
     weight_offset: int
     weight_shape: tuple
     bias_offset: int
@@ -193,6 +215,19 @@ class MLP:
     ``loss`` and ``loss_and_grad`` give the **mean** loss over rows.  Results
     are bit-reproducible for a fixed number of Numba threads (the per-thread
     gradient sums are added in a fixed order).
+
+    Examples
+    --------
+    >>> net = MLP([2, 3, 2])  # 2 inputs, 3 tanh units, 2 classes
+    >>> net.n_params, net.depth
+    (17, 2)
+    >>> theta = net.init(seed=0)
+    >>> [(W.shape, b.shape) for W, b in net.unflatten(theta)]
+    [((2, 3), (3,)), ((3, 2), (2,))]
+    >>> X, y = np.array([[0.0, 1.0], [1.0, 0.0]]), np.array([0, 1])
+    >>> loss, gradient = net.loss_and_grad(theta, X, y)
+    >>> round(loss, 4), gradient.shape, net.predict(theta, X)
+    (0.3106, (17,), array([0, 1]))
     """
 
     def __init__(self, sizes, activation="tanh", output_activation="linear",

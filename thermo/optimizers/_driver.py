@@ -33,6 +33,38 @@ class OptimizerState(NamedTuple):
     non-monotone energy memory (unused by GD/SGD); ``rng_state`` the
     ``bit_generator.state`` dict; ``minibatch_state`` the potential's
     minibatch (epoch) state when it has one.
+
+    Attributes
+    ----------
+    method : str
+        "gd", "sgd" or "bb".
+    theta, gradient : ndarray, shape (d,)
+        Current point and the gradient in use there.
+    energy : float
+        U(θ) (a minibatch estimate for SGD).
+    velocity : ndarray, shape (d,)
+        Heavy-ball velocity (zeros for BB).
+    step_size : float
+        Current BB step α.
+    history : ndarray
+        Past energies of the non-monotone BB condition.
+    history_count, history_position : int
+        Fill level and write position of ``history``.
+    step : int
+        Total steps done.
+    rng_state : dict
+        ``bit_generator.state`` of the minibatch generator.
+    minibatch_state : object
+        The potential's minibatch state, or None.
+
+    Examples
+    --------
+    >>> from thermo.potentials import Gaussian
+    >>> run = optimize(Gaussian(np.ones(2)), "gd", theta0=np.zeros(2), n_steps=5,
+    ...                learning_rate=0.5)
+    >>> state = run.state
+    >>> state.method, state.step, np.round(state.theta, 4)
+    ('gd', 5, array([0.9688, 0.9688]))
     """
     method: str
     theta: np.ndarray
@@ -72,6 +104,16 @@ class OptimizationRun:
         Steps done in this call.
     parameters : dict
         learning_rate, momentum, full_batch, tolerance, record_every, seed.
+
+    Examples
+    --------
+    >>> from thermo.potentials import Gaussian
+    >>> run = optimize(Gaussian(np.ones(2)), "gd", theta0=np.zeros(2), n_steps=200,
+    ...                learning_rate=0.5, tolerance=1e-8)
+    >>> run.converged, run.n_steps, run.theta
+    (True, 28, array([1., 1.]))
+    >>> sorted(run.observables)
+    ['energy', 'gradient_norm', 'step']
     """
     theta: np.ndarray
     trajectory: np.ndarray | None
@@ -174,6 +216,25 @@ def optimize(potential, method, theta0=None, n_steps=1000, learning_rate=1e-3,
         step, ``.last_good_state`` is the state after the step before it (its
         generator state is that after the failed step's draws) and
         ``.partial_run`` holds the records so far.
+
+    Examples
+    --------
+    Gradient descent to the minimum of ``U = |θ - 1|²/2``, then a continuation:
+
+    >>> from thermo.potentials import Gaussian
+    >>> target = Gaussian(np.ones(2))
+    >>> run = optimize(target, "gd", theta0=np.zeros(2), n_steps=10, learning_rate=0.5)
+    >>> energy = run.observables["energy"]
+    >>> float(energy[0]), bool(energy[-1] < 1e-5)
+    (1.0, True)
+    >>> more = optimize(target, "gd", state=run.state, n_steps=10, learning_rate=0.5)
+    >>> more.state.step, bool(np.allclose(more.theta, 1.0))
+    (20, True)
+
+    Barzilai–Borwein finds the minimum of a quadratic in a few steps:
+
+    >>> optimize(target, "bb", theta0=np.zeros(2), learning_rate=0.1, tolerance=1e-10).n_steps
+    2
     """
     if not isinstance(potential, Potential):
         raise TypeError(f"potential must be a thermo Potential, got {type(potential).__name__}")

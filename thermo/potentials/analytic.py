@@ -170,6 +170,18 @@ class NoisyGaussian(Gaussian):
     gradient_noise : float or array_like (d,)
         s >= 0, the standard deviation of the noise added to each gradient
         component.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from thermo.potentials import NoisyGaussian
+    >>> target = NoisyGaussian(np.zeros(2), gradient_noise=0.5)
+    >>> target.gradient(np.ones(2))  # exact (full) gradient
+    array([1., 1.])
+    >>> energy, noisy, variance = target.energy_gradient_variance(
+    ...     np.ones(2), rng=np.random.default_rng(0))
+    >>> energy, variance
+    (1.0, array([0.25, 0.25]))
     """
 
     stochastic = True

@@ -117,6 +117,14 @@ class Wall(Potential):
     -----
     ``U = strength Σ_i dist_i^p`` with ``dist_i`` the distance of θ_i to the
     interval ``[lower_i, upper_i]``; the force is continuous for p > 1.
+
+    Examples
+    --------
+    >>> wall = Wall(2, lower=-1.0, upper=1.0, strength=10.0)
+    >>> wall.energy(np.array([0.5, -0.5]))  # inside the box
+    0.0
+    >>> wall.energy_and_gradient(np.array([2.0, 0.0]))  # 10 * (2 - 1)²
+    (10.0, array([20.,  0.]))
     """
 
     def __init__(self, dimension, lower, upper, strength, power=2, dtype=np.float64):
@@ -180,6 +188,12 @@ class Tether(Potential):
         Spring constant (>= 0); the prior is the Gaussian N(centre, 1/(β strength)).
     dimension : int, optional
         Length of θ when ``centre`` is a number.
+
+    Examples
+    --------
+    >>> tether = Tether(0.0, strength=2.0, dimension=2)
+    >>> tether.energy_and_gradient(np.array([1.0, -1.0]))
+    (2.0, array([ 2., -2.]))
     """
 
     def __init__(self, centre, strength, dimension=None, dtype=np.float64):
@@ -270,6 +284,15 @@ class Sum(Potential):
     gradient estimator is the sum of the parts' variances (what
     ``energy_gradient_variance`` returns).  ``full_energy_gradient`` sums the
     exact parts.  ``accuracy`` is the first part's that is not NaN.
+
+    Examples
+    --------
+    >>> from thermo.potentials import Gaussian
+    >>> total = Sum(Gaussian(np.zeros(2)), Tether(0.0, strength=1.0, dimension=2))
+    >>> total.energy(np.array([1.0, 1.0]))  # 1 + 1
+    2.0
+    >>> Gaussian(np.zeros(2)) + Tether(0.0, 1.0, dimension=2)  # the same with +
+    Sum(Gaussian(dimension=2), Tether(dimension=2, strength=1.0))
     """
 
     def __init__(self, *potentials):

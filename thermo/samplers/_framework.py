@@ -131,7 +131,27 @@ class DivergenceError(RuntimeError):
 
 
 class Recording(NamedTuple):
-    """Output buffers of one chunk, allocated by the driver."""
+    """Output buffers of one chunk, allocated by the driver.
+
+    Attributes
+    ----------
+    records : ndarray, shape (n_rows, N_COLUMNS), float64
+        One row per record, columns as :data:`thermo.samplers._solvers.COLUMNS`.
+    trajectory : ndarray, shape (n_rows, d) or (0, d)
+        θ at each record when recording θ, else empty; dtype of θ.
+    record_every : int
+        Record after every step whose total count is a multiple of it.
+    record_accuracy, record_full_energy : bool
+        Whether the accuracy / the exact (full-batch) energy columns are filled.
+
+    Examples
+    --------
+    >>> recording = Recording(records=np.zeros((2, N_COLUMNS)),
+    ...                       trajectory=np.zeros((0, 3)), record_every=10,
+    ...                       record_accuracy=False, record_full_energy=False)
+    >>> recording.records.shape == (2, N_COLUMNS), recording.record_every
+    (True, 10)
+    """
     records: np.ndarray      # (n_rows, N_COLUMNS) float64, see _solvers.COLUMNS
     trajectory: np.ndarray   # (n_rows, d) when recording θ, else (0, d); dtype of θ
     record_every: int
@@ -140,7 +160,26 @@ class Recording(NamedTuple):
 
 
 class ChunkResult(NamedTuple):
-    """What a sampler's ``run_chunk`` returns."""
+    """What a sampler's ``run_chunk`` returns.
+
+    Attributes
+    ----------
+    state : NamedTuple
+        Sampler state after the last step done.
+    steps_done : int
+        Steps completed in this chunk.
+    rows_written : int
+        Rows of the :class:`Recording` filled.
+    diverged : bool
+        Whether θ or U became non-finite (the driver then raises
+        :class:`DivergenceError`).
+
+    Examples
+    --------
+    >>> result = ChunkResult(state=None, steps_done=100, rows_written=2, diverged=False)
+    >>> result.steps_done, result.diverged
+    (100, False)
+    """
     state: Any
     steps_done: int
     rows_written: int
@@ -196,6 +235,24 @@ def register_sampler(name, *, init, run_chunk, state_class, observables,
         One line shown in error messages listing the samplers.
     replace : bool
         Allow re-registering an existing name (default: error).
+
+    Returns
+    -------
+    None
+        The sampler is stored in the registry; :func:`get_sampler` returns it.
+
+    Examples
+    --------
+    Register SGLD's functions again under its own name (``replace=True``; a new
+    sampler would use a new name and its own ``init`` and ``run_chunk``):
+
+    >>> spec = get_sampler("sgld")
+    >>> register_sampler("sgld", init=spec.init, run_chunk=spec.run_chunk,
+    ...                  state_class=spec.state_class, observables=spec.observables,
+    ...                  validate=spec.validate, description=spec.description,
+    ...                  replace=True)
+    >>> get_sampler("sgld") == spec
+    True
     """
     if not isinstance(name, str) or not name:
         raise TypeError("sampler name must be a non-empty string")
@@ -241,7 +298,19 @@ def _scan_package():
 
 
 def available_samplers():
-    """Sorted list of the registered method names (imports all sampler modules)."""
+    """Sorted list of the registered method names (imports all sampler modules).
+
+    Returns
+    -------
+    list of str
+        Method names accepted by :func:`sample`.
+
+    Examples
+    --------
+    >>> names = available_samplers()
+    >>> "baoab" in names and "sgld" in names, names == sorted(names)
+    (True, True)
+    """
     for module_name in set(_BUILTIN_MODULES.values()):
         importlib.import_module(module_name)
     _scan_package()
@@ -249,7 +318,29 @@ def available_samplers():
 
 
 def get_sampler(method):
-    """The :class:`SamplerSpec` registered as ``method`` (ValueError listing valid names)."""
+    """The :class:`SamplerSpec` registered as ``method`` (ValueError listing valid names).
+
+    Parameters
+    ----------
+    method : str
+        A registered method name (see :func:`available_samplers`).
+
+    Returns
+    -------
+    SamplerSpec
+        Its ``init``, ``run_chunk``, ``validate``, ``state_class`` and ``observables``.
+
+    Raises
+    ------
+    ValueError
+        Unknown name; the message lists the valid ones.
+
+    Examples
+    --------
+    >>> spec = get_sampler("baoab")
+    >>> spec.name, "theta" in spec.state_class._fields, "kinetic_energy" in spec.observables
+    ('baoab', True, True)
+    """
     if not isinstance(method, str):
         raise TypeError(f"method must be a string, got {type(method).__name__}")
     if method not in _REGISTRY and method in _BUILTIN_MODULES:

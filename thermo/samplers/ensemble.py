@@ -111,13 +111,34 @@ EQN_OBSERVABLES = ("energy", "kinetic_energy", "kinetic_temperature", "gradient_
 class EQNState(NamedTuple):
     """State of an EQN ensemble after ``step`` steps.
 
-    theta, momentum, gradient : (n_walkers, d) θ_i, p_i, cached ∇U(θ_i) (as used).
-    energy : (n_walkers,) U(θ_i) as used.
-    factors : (n_walkers, d, d) the current lower-triangular B_i.
-    kinetic : (n_walkers,) |p_i|² right after walker i's last O step (what
-        frozen walkers of the split scheme report).
-    step : total completed steps.
-    rng_state, minibatch_state : generator state dict, potential's minibatch state.
+    Attributes
+    ----------
+    method : str
+        "baoab", "gla2" or "sgld".
+    theta, momentum, gradient : ndarray, shape (n_walkers, d)
+        Positions, momenta and cached gradients ∇U(θ_i) as used.
+    energy : ndarray, shape (n_walkers,)
+        U(θ_i) as used.
+    factors : ndarray, shape (n_walkers, d, d)
+        The current lower-triangular B_i.
+    kinetic : ndarray, shape (n_walkers,)
+        |p_i|² right after walker i's last O step (what frozen walkers of the
+        split scheme report).
+    step : int
+        Total completed steps.
+    rng_state : dict
+        State of the ensemble's generator.
+    minibatch_state : object
+        The potential's minibatch state (None for deterministic potentials).
+
+    Examples
+    --------
+    >>> from thermo.potentials import Gaussian
+    >>> run = sample_ensemble(Gaussian(np.zeros(2)), "baoab", theta0=np.zeros((4, 2)),
+    ...                       n_steps=10, step_size=0.1, seed=0, preconditioning="eqn")
+    >>> state = run.state
+    >>> type(state).__name__, state.step, state.factors.shape
+    ('EQNState', 10, (4, 2, 2))
     """
     method: str
     theta: np.ndarray
@@ -133,7 +154,35 @@ class EQNState(NamedTuple):
 
 @dataclass
 class EnsembleRun:
-    """Result of :func:`sample_ensemble` (see the module docstring)."""
+    """Result of :func:`sample_ensemble` (see the module docstring).
+
+    Attributes
+    ----------
+    method : str
+        The sampler.
+    preconditioning : None or str
+        None (independent walkers) or "eqn".
+    trajectory : ndarray, shape (n_walkers, n_records, d), or None
+        θ of every walker at every record (``record_trajectory=True``).
+    observables : dict of str -> ndarray
+        ``step`` (n_records,), every other name (n_walkers, n_records).
+    state : tuple of walker states or EQNState
+        Pass as ``state=`` to continue bit for bit.
+    parameters : dict
+        The run's parameters.
+    walker_seeds : tuple of int or None
+        Seeds of independent walkers (:func:`walker_seeds`).
+    runs : list of Run or None
+        The walkers' single runs (independent walkers).
+
+    Examples
+    --------
+    >>> from thermo.potentials import Gaussian
+    >>> run = sample_ensemble(Gaussian(np.zeros(2)), "sgld", theta0=np.zeros((3, 2)),
+    ...                       n_steps=100, step_size=0.01, seed=1, record_every=50)
+    >>> run.n_walkers, run.theta.shape, run.observables["energy"].shape
+    (3, (3, 2), (3, 2))
+    """
     method: str
     preconditioning: object
     trajectory: np.ndarray | None
@@ -156,7 +205,25 @@ class EnsembleRun:
 
 
 def walker_seeds(seed, n_walkers):
-    """Integer seeds of the walkers: ``SeedSequence(seed).generate_state(n, uint64)``."""
+    """Integer seeds of the walkers: ``SeedSequence(seed).generate_state(n, uint64)``.
+
+    Parameters
+    ----------
+    seed : int or None
+        Seed of the ensemble (None: fresh entropy).
+    n_walkers : int
+        Number of walkers.
+
+    Returns
+    -------
+    tuple of int
+        One seed per walker, as :func:`sample_ensemble` derives them.
+
+    Examples
+    --------
+    >>> walker_seeds(0, 3)
+    (15793235383387715774, 12390638538380655177, 2361836109651742017)
+    """
     states = np.random.SeedSequence(seed).generate_state(n_walkers, dtype=np.uint64)
     return tuple(int(s) for s in states)
 
@@ -168,6 +235,25 @@ def leave_one_out_factors(theta, strength, factors):
 
     With y_j = θ_j - mean_all and S = Σ_j y_j y_jᵀ the leave-one-out
     covariance (divisor n-2) is ``(S - n/(n-1) y_i y_iᵀ)/(n-2)``.
+
+    Parameters
+    ----------
+    theta : ndarray, shape (n_walkers, d), float64
+        Positions of the walkers (n_walkers >= 3).
+    strength : float
+        η >= 0.
+    factors : ndarray, shape (n_walkers, d, d), float64
+        Output: the lower-triangular B_i.
+
+    Examples
+    --------
+    >>> theta = np.random.default_rng(0).standard_normal((5, 2))
+    >>> factors = np.zeros((5, 2, 2))
+    >>> leave_one_out_factors(theta, 1.0, factors)
+    >>> others = np.delete(theta, 0, axis=0)
+    >>> expected = np.eye(2) + np.cov(others, rowvar=False)
+    >>> np.allclose(factors[0] @ factors[0].T, expected)
+    True
     """
     n, d = theta.shape
     mean = np.zeros(d)
@@ -444,6 +530,22 @@ def sample_ensemble(potential, method, theta0=None, *, n_steps, step_size, beta=
     Returns
     -------
     EnsembleRun
+
+    Examples
+    --------
+    Three independent SGLD walkers, each identical to its own single run:
+
+    >>> import thermo
+    >>> from thermo.potentials import Gaussian
+    >>> target = Gaussian(np.zeros(2))
+    >>> run = sample_ensemble(target, "sgld", theta0=np.zeros((3, 2)), n_steps=100,
+    ...                       step_size=0.01, seed=1, record_every=50)
+    >>> run.observables["step"], run.theta.shape
+    (array([ 50, 100]), (3, 2))
+    >>> single = thermo.sample(target, "sgld", theta0=np.zeros(2), n_steps=100,
+    ...                        step_size=0.01, seed=run.walker_seeds[1])
+    >>> np.array_equal(single.theta, run.theta[1])
+    True
 
     Raises
     ------

@@ -35,7 +35,23 @@ class ExecutorUnavailable(RuntimeError):
 
 
 class Executor:
-    """Base class: run picklable tasks and return their results in order."""
+    """Base class: run picklable tasks and return their results in order.
+
+    Subclasses set ``name`` and implement :meth:`map` (and :meth:`close` when
+    they hold workers).  Executors are context managers that close on exit.
+
+    Examples
+    --------
+    >>> import operator
+    >>> class Reversed(Executor):
+    ...     name = "reversed"
+    ...     def map(self, function, arguments):  # any order inside, input order out
+    ...         results = [function(*args) for args in reversed(arguments)]
+    ...         return results[::-1]
+    >>> with Reversed() as executor:
+    ...     executor.map(operator.add, [(1, 2), (3, 4)])
+    [3, 7]
+    """
 
     name = "base"
 
@@ -66,7 +82,14 @@ class Executor:
 
 
 class InProcessExecutor(Executor):
-    """Run tasks one after another in this process."""
+    """Run tasks one after another in this process.
+
+    Examples
+    --------
+    >>> import operator
+    >>> InProcessExecutor().map(operator.mul, [(2, 3), (4, 5)])
+    [6, 20]
+    """
 
     name = "inprocess"
 
@@ -87,6 +110,21 @@ class ProcessPoolExecutor(Executor):
     "spawn" avoids forking a process whose Numba thread pool is running.
     Workers live as long as the executor, so per-process caches (the built
     potential, compiled kernels) serve every round.
+
+    Examples
+    --------
+    Starting worker processes takes a second, so this only shows the use
+    (from a script guarded by ``if __name__ == "__main__":``, as "spawn" needs)::
+
+        with ProcessPoolExecutor(workers=2) as executor:
+            executor.map(operator.add, [(1, 2), (3, 4)])   # [3, 7]
+
+    Workers start at the first task, so creating and closing one is cheap:
+
+    >>> executor = ProcessPoolExecutor(workers=2)
+    >>> executor.name
+    'process'
+    >>> executor.close()
     """
 
     name = "process"
@@ -116,6 +154,18 @@ class DaskExecutor(Executor):
     scheduler : str, optional
         Address of a running scheduler (``tcp://host:8786``); empty or None
         starts a ``LocalCluster`` (one thread per worker process).
+
+    Examples
+    --------
+    Starting a cluster takes seconds, so this only shows the use::
+
+        with DaskExecutor(workers=2) as executor:
+            executor.map(operator.add, [(1, 2), (3, 4)])   # [3, 7]
+
+    It is registered under its name for :func:`make_executor`:
+
+    >>> DaskExecutor.name, EXECUTORS["dask"] is DaskExecutor
+    ('dask', True)
     """
 
     name = "dask"
@@ -169,6 +219,18 @@ class MPIExecutor(Executor):
     workers : int
         Processes to spawn when not started under ``python -m mpi4py.futures``
         (then the existing ranks are the workers).
+
+    Examples
+    --------
+    Spawning MPI processes needs a working MPI launch, so this only shows the use::
+
+        with MPIExecutor(workers=2) as executor:
+            executor.map(operator.add, [(1, 2), (3, 4)])   # [3, 7]
+
+    It is registered under its name for :func:`make_executor`:
+
+    >>> MPIExecutor.name, EXECUTORS["mpi"] is MPIExecutor
+    ('mpi', True)
     """
 
     name = "mpi"
@@ -243,6 +305,17 @@ def make_executor(name, workers=2, scheduler=None):
         Unknown name.
     ExecutorUnavailable
         Missing packages.
+
+    Examples
+    --------
+    >>> import operator
+    >>> with make_executor("inprocess") as executor:
+    ...     executor.map(operator.sub, [(5, 3), (1, 1)])
+    [2, 0]
+    >>> make_executor("spark")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown executor 'spark'; choose from inprocess, process, dask, mpi
     """
     if name == "inprocess":
         return InProcessExecutor()

@@ -52,8 +52,6 @@ KNOWN_GAPS = {
     ('thermo.cv', 'cv_value_gradient'): ('Parameters', 'Examples'),
     ('thermo.cv', 'register_cv'): ('Examples',),
     ('thermo.potentials', 'Posterior'): ('Examples',),
-    ('thermo.potentials', 'Potential'): ('Parameters', 'Examples'),
-    ('thermo.potentials', 'register'): ('Examples',),
 }
 
 
@@ -292,7 +290,10 @@ def test_guide_covers_every_sampler():
     """docs/guide/samplers.md describes every registered sampler (by its method name)."""
     samplers = pytest.importorskip("thermo.samplers")
     text = (DOCS / "guide" / "samplers.md").read_text(encoding="utf-8")
-    missing = [name for name in samplers.available_samplers() if f'`"{name}"`' not in text]
+    # Only thermo's own samplers: tests register deliberately broken ones.
+    own = [name for name in samplers.available_samplers()
+           if samplers.get_sampler(name).run_chunk.__module__.startswith("thermo.")]
+    missing = [name for name in own if f'`"{name}"`' not in text]
     assert not missing, f"samplers not described in docs/guide/samplers.md: {missing}"
 
 

@@ -74,12 +74,12 @@ def bias_weight_log(data):
     raise NotImplementedError("call from Numba code")
 
 
-@overload(bias_energy_gradient, jit_options={"cache": True})
+@overload(bias_energy_gradient)
 def _overload_bias_energy_gradient(data, theta, gradient):
     return _lookup(data, "energy_gradient")
 
 
-@overload(bias_update, jit_options={"cache": True})
+@overload(bias_update)
 def _overload_bias_update(data, theta, step):
     implementation = _lookup(data, "update")
     if implementation is not None:
@@ -92,7 +92,7 @@ def _overload_bias_update(data, theta, step):
     return static
 
 
-@overload(bias_weight_log, jit_options={"cache": True})
+@overload(bias_weight_log)
 def _overload_bias_weight_log(data):
     implementation = _lookup(data, "weight_log")
     if implementation is not None:

@@ -101,6 +101,23 @@ def register(data_class, energy_gradient, full_energy_gradient=None,
         ``f(data, theta, gradient, variance, rng) -> U``.
     accuracy : callable, optional
         ``f(data, theta) -> float``.
+
+    Returns
+    -------
+    None
+        The class is registered for every kernel compiled afterwards.
+
+    Examples
+    --------
+    >>> from typing import NamedTuple
+    >>> class SlopeData(NamedTuple):
+    ...     slope: float
+    >>> def slope_energy_gradient(data, theta, gradient, rng):
+    ...     gradient[:] = data.slope
+    ...     return data.slope * theta.sum()
+    >>> register(SlopeData, slope_energy_gradient)
+    >>> Potential(2, SlopeData(3.0)).energy(np.array([1.0, 2.0]))
+    9.0
     """
     if not (isinstance(data_class, type) and issubclass(data_class, tuple)
             and hasattr(data_class, "_fields")):
@@ -126,6 +143,9 @@ def _lookup(data_type, name):
 
 
 # --- generic functions: Python bodies are never run, Numba uses the overloads.
+# The overloads are not cached themselves: their code is compiled into, and
+# cached with, each calling kernel, and a potential defined where Numba finds
+# no source file (a REPL, a doctest) could not be cached at all.
 
 def energy_gradient(data, theta, gradient, rng):
     """Stochastic estimate of U and ∇U (kernel-side; see module docstring)."""
@@ -147,12 +167,12 @@ def accuracy(data, theta):
     raise NotImplementedError("call from Numba code, or use Potential methods")
 
 
-@overload(energy_gradient, jit_options={"cache": True})
+@overload(energy_gradient)
 def _overload_energy_gradient(data, theta, gradient, rng):
     return _lookup(data, "energy_gradient")
 
 
-@overload(full_energy_gradient, jit_options={"cache": True})
+@overload(full_energy_gradient)
 def _overload_full_energy_gradient(data, theta, gradient):
     implementation = _lookup(data, "full_energy_gradient")
     if implementation is not None:
@@ -167,7 +187,7 @@ def _overload_full_energy_gradient(data, theta, gradient):
     return deterministic
 
 
-@overload(energy_gradient_variance, jit_options={"cache": True})
+@overload(energy_gradient_variance)
 def _overload_energy_gradient_variance(data, theta, gradient, variance, rng):
     implementation = _lookup(data, "energy_gradient_variance")
     if implementation is not None:
@@ -181,7 +201,7 @@ def _overload_energy_gradient_variance(data, theta, gradient, variance, rng):
     return exact_gradient
 
 
-@overload(accuracy, jit_options={"cache": True})
+@overload(accuracy)
 def _overload_accuracy(data, theta):
     implementation = _lookup(data, "accuracy")
     if implementation is not None:
@@ -225,6 +245,21 @@ class Potential:
 
     U is the *total* energy (sum over data plus prior for posteriors), never a
     mean; see :mod:`thermo.potentials.base`.
+
+    Parameters
+    ----------
+    dimension : int
+        Length of θ.
+    kernel_data : NamedTuple
+        Instance of a class registered with :func:`register`.
+
+    Examples
+    --------
+    >>> from thermo.potentials import Gaussian
+    >>> potential = Gaussian(np.zeros(2), np.eye(2))
+    >>> energy, gradient = potential.energy_and_gradient(np.array([1.0, 2.0]))
+    >>> energy, gradient.tolist()
+    (2.5, [1.0, 2.0])
     """
 
     dtype = np.dtype(np.float64)

@@ -139,7 +139,7 @@ def laplacian(data, theta):
     raise NotImplementedError("call from Numba code")
 
 
-@overload(laplacian, jit_options={"cache": True})
+@overload(laplacian)
 def _overload_laplacian(data, theta):
     implementation = _LAPLACIANS.get(getattr(data, "instance_class", None))
     if implementation is not None:

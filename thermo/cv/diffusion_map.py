@@ -1,0 +1,456 @@
+"""Diffusion-map collective variables with a smooth Nyström extension.
+
+The diffusion map is fitted with pydiffmap on n landmark configurations
+x_1..x_n (a subsample of the samples, optionally after a linear feature map
+y = A(θ − c)).  pydiffmap builds, with the Gaussian kernel
+K(y, x) = exp(−|y − x|²/(4ε)),
+
+.. math::
+    q_j = \\sum_i K(x_i, x_j), \\qquad
+    c_j = q_j^{-α}\\, w_j, \\qquad
+    P_{ij} = \\frac{K(x_i, x_j)\\, c_j}{\\sum_k K(x_i, x_k)\\, c_k},
+
+(right normalisation by the kernel density to the power α, optional weights
+w_j — pydiffmap's ``weight_fxn`` — then row normalisation), and the generator
+L = (P − I)/ε with eigenpairs L φ_l = λ_l φ_l.  The diffusion coordinates are
+Φ_{jl} = φ_l(x_j) (−1/λ_l)^{1/2}, and μ_l = 1 + ελ_l is the eigenvalue of P.
+
+Out of sample, at any point y, this module uses the **dense** Nyström
+extension
+
+.. math::
+    ψ_l(y) = \\frac{1}{μ_l} \\sum_j P_j(y)\\, Φ_{jl}, \\qquad
+    P_j(y) = \\frac{K(y, x_j)\\, c_j}{\\sum_k K(y, x_k)\\, c_k},
+
+which reproduces ψ_l(x_i) = Φ_{il} on the landmarks (pydiffmap is fitted with
+k = n neighbours, i.e. a dense kernel, so P is the same matrix) and is smooth
+everywhere.  Its exact gradient is
+
+.. math::
+    ∇_y ψ_l(y) = \\frac{1}{2 ε μ_l} \\sum_j P_j(y)\\,(x_j − \\bar x(y))\\, Φ_{jl},
+    \\qquad \\bar x(y) = \\sum_j P_j(y)\\, x_j,
+
+since ∇_y log K(y, x_j) = −(y − x_j)/(2ε).  The weights P_j are computed with a
+log-sum-exp shift, so far from the data ψ tends to the value of the nearest
+landmark instead of under- or overflowing.  pydiffmap's own ``transform`` is
+*not* used in dynamics: its k-nearest-neighbour kernel is discontinuous and
+vanishes far from the data (it also omits the 1/μ_l factor).
+
+With a feature map, s(θ) = a_l ψ_l(A(θ − c)) + b_l and ∇_θ s_l = a_l Aᵀ ∇_y ψ_l;
+a_l, b_l (default 1, 0) let a refitted CV be aligned with an older one.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from thermo.cv.base import CV, register_cv
+from thermo.cv.linear import LinearFeatureMap
+
+__all__ = ["DiffusionMapCV"]
+
+
+class DiffusionMapData(NamedTuple):
+    """Kernel data of :class:`DiffusionMapCV` (see the module docstring).
+
+    ``landmarks`` (n, k), ``log_weight`` = log c_j (n,), ``coords`` Φ (n, m),
+    ``inv_mu`` 1/μ_l (m,), ``inv_four_epsilon`` 1/(4ε), ``scale``/``shift`` a_l,
+    b_l (m,), ``use_features`` (bool), ``projection`` A (k, d) and ``centre``
+    c (d,) (empty when unused), work arrays ``work_y`` (k,), ``work_p`` (n,),
+    ``work_xbar`` (k,), ``work_grad`` (m, k).
+    """
+    landmarks: np.ndarray
+    log_weight: np.ndarray
+    coords: np.ndarray
+    inv_mu: np.ndarray
+    inv_four_epsilon: float
+    scale: np.ndarray
+    shift: np.ndarray
+    use_features: bool
+    projection: np.ndarray
+    centre: np.ndarray
+    work_y: np.ndarray
+    work_p: np.ndarray
+    work_xbar: np.ndarray
+    work_grad: np.ndarray
+
+
+def diffusion_map_value_gradient(data, theta, values_out, jacobian_out):
+    """Dense Nyström diffusion coordinates and their exact Jacobian (kernel-side)."""
+    n, k = data.landmarks.shape
+    m = data.coords.shape[1]
+    y = data.work_y
+    if data.use_features:
+        d = theta.size
+        for i in range(k):
+            total = 0.0
+            for l in range(d):
+                total += data.projection[i, l] * (theta[l] - data.centre[l])
+            y[i] = total
+    else:
+        for i in range(k):
+            y[i] = theta[i]
+    # log P_j up to a constant, then the shifted exponentials.
+    p = data.work_p
+    largest = -np.inf
+    for j in range(n):
+        r2 = 0.0
+        for i in range(k):
+            diff = y[i] - data.landmarks[j, i]
+            r2 += diff * diff
+        a = data.log_weight[j] - r2 * data.inv_four_epsilon
+        p[j] = a
+        if a > largest:
+            largest = a
+    z = 0.0
+    for j in range(n):
+        e = np.exp(p[j] - largest)
+        p[j] = e
+        z += e
+    xbar = data.work_xbar
+    xbar[:] = 0.0
+    for l in range(m):
+        values_out[l] = 0.0
+    inv_z = 1.0 / z
+    for j in range(n):
+        pj = p[j] * inv_z
+        p[j] = pj
+        for i in range(k):
+            xbar[i] += pj * data.landmarks[j, i]
+        for l in range(m):
+            values_out[l] += pj * data.coords[j, l]
+    grad = data.work_grad
+    grad[:, :] = 0.0
+    for j in range(n):
+        pj = p[j]
+        for l in range(m):
+            w = pj * data.coords[j, l]
+            for i in range(k):
+                grad[l, i] += w * (data.landmarks[j, i] - xbar[i])
+    for l in range(m):
+        factor = data.scale[l] * data.inv_mu[l]
+        values_out[l] = data.shift[l] + factor * values_out[l]
+        g_factor = 2.0 * data.inv_four_epsilon * factor   # 1/(2ε) a_l/μ_l
+        for i in range(k):
+            grad[l, i] *= g_factor
+    if data.use_features:
+        d = theta.size
+        for l in range(m):
+            for c in range(d):
+                jacobian_out[l, c] = 0.0
+            for i in range(k):
+                g = grad[l, i]
+                for c in range(d):
+                    jacobian_out[l, c] += g * data.projection[i, c]
+    else:
+        for l in range(m):
+            for i in range(k):
+                jacobian_out[l, i] = grad[l, i]
+
+
+register_cv(DiffusionMapData, diffusion_map_value_gradient)
+
+
+def _fix_sign(coords):
+    # Eigenvector signs are arbitrary: make the largest-magnitude entry positive.
+    coords = coords.copy()
+    signs = np.ones(coords.shape[1])
+    for l in range(coords.shape[1]):
+        if coords[np.argmax(np.abs(coords[:, l])), l] < 0:
+            signs[l] = -1.0
+            coords[:, l] *= -1.0
+    return coords, signs
+
+
+def _dense_eigenpairs(dmap, n_coords):
+    """pydiffmap's ``_make_diffusion_coords`` with a dense eigensolver.
+
+    Used when ARPACK does not converge (small ε, nearly disconnected data);
+    ``dmap.L`` was built by pydiffmap's ``construct_Lmat``.  Same ordering,
+    real parts and scaling Φ = φ (−1/λ)^{1/2} as pydiffmap.
+    """
+    evals, evecs = np.linalg.eig(np.asarray(dmap.L.todense()))
+    order = np.argsort(evals.real)[::-1][1:n_coords + 1]
+    evals = np.real(evals[order])
+    evecs = np.real(evecs[:, order])
+    evecs = evecs / np.linalg.norm(evecs, axis=0)
+    dmap.evals = evals
+    dmap.evecs = evecs
+    dmap.dmap = evecs @ np.diag(np.sqrt(-1.0 / evals))
+
+
+class DiffusionMapCV(CV):
+    """Leading diffusion coordinates as a smooth CV with exact gradient.
+
+    Build with :meth:`fit`; see the module docstring for the equations.
+
+    Attributes
+    ----------
+    epsilon : float
+        Kernel bandwidth ε (kernel exp(−|y − x|²/(4ε))).
+    alpha : float
+        Right-normalisation exponent α.
+    eigenvalues : ndarray, shape (m,)
+        λ_l of the generator L (negative, decreasing).
+    landmarks : ndarray, shape (n, k)
+        Landmarks in feature space (θ space without a feature map).
+    landmark_coords : ndarray, shape (n, m)
+        Φ, the diffusion coordinates of the landmarks (sign fixed so that the
+        largest-magnitude entry of each column is positive).
+    feature_map : LinearFeatureMap or None
+    dmap : pydiffmap.diffusion_map.DiffusionMap
+        The fitted pydiffmap object (kept for inspection; not used in dynamics).
+    signs : ndarray, shape (m,)
+        ±1: Φ = signs · pydiffmap's ``dmap``.
+    """
+
+    def __init__(self, kernel_data, dimension, names=None, *, epsilon, alpha,
+                 eigenvalues, feature_map=None, dmap=None, signs=None):
+        super().__init__(kernel_data, dimension, kernel_data.coords.shape[1], names=names)
+        self.epsilon = float(epsilon)
+        self.alpha = float(alpha)
+        self.eigenvalues = np.asarray(eigenvalues, dtype=np.float64)
+        self.feature_map = feature_map
+        self.dmap = dmap
+        self.signs = np.ones(self.n_coords) if signs is None else np.asarray(signs)
+
+    @property
+    def landmarks(self):
+        return self.kernel_data.landmarks
+
+    @property
+    def landmark_coords(self):
+        return self.kernel_data.coords
+
+    @property
+    def scale(self):
+        """a_l in s_l = a_l ψ_l + b_l."""
+        return self.kernel_data.scale.copy()
+
+    @property
+    def shift(self):
+        """b_l in s_l = a_l ψ_l + b_l."""
+        return self.kernel_data.shift.copy()
+
+    @classmethod
+    def fit(cls, samples, n_coords=1, *, epsilon="bgh", alpha=0.5, n_landmarks=500,
+            features=None, n_features=None, sample_weights=None, seed=0, names=None):
+        """Fit the diffusion map on (a subsample of) ``samples`` with pydiffmap.
+
+        Parameters
+        ----------
+        samples : array_like, shape (N, d)
+            Configurations θ_n (e.g. a sampler trajectory).
+        n_coords : int
+            m, the number of leading diffusion coordinates (1 or 2 for
+            metadynamics; any m ≥ 1 works here).
+        epsilon : float or {"bgh", "bgh_generous", "sweep"}
+            Bandwidth ε, pydiffmap's automatic choice (Berry–Giannakis–
+            Harlim), or "sweep": :func:`thermo.analysis.diffusion_map.choose_epsilon`
+            (largest connected, well-resolved ε) on the landmarks.
+        alpha : float
+            Right normalisation exponent α (0.5: backward Kolmogorov operator
+            of overdamped Langevin for the sampled density; 1: Laplace–Beltrami).
+        n_landmarks : int or None
+            Number of landmarks chosen uniformly without replacement (seeded);
+            None or ≥ N uses all samples.  The CV costs O(n k m) per call.
+        features : None, "pca" or LinearFeatureMap
+            Feature map applied before the kernel.  "pca": coordinates on the
+            top ``n_features`` eigenvectors of the (weighted) sample covariance.
+        n_features : int
+            k for ``features="pca"``.
+        sample_weights : array_like, shape (N,), optional
+            Reweighting factors r_n of biased samples (e.g. exp(β(V − c(t))) of
+            metadynamics).  Landmark j then carries w_j = r_j^{1/2} in the
+            right normalisation (pydiffmap ``weight_fxn``); with α = 1/2 this is
+            the target-measure diffusion map of the unbiased density,
+            K q^{-1/2} r^{1/2} = K q^{-1} (q r)^{1/2}.
+        seed : int
+            Seed of the landmark subsample.
+        names : sequence of str, optional
+
+        Returns
+        -------
+        DiffusionMapCV
+        """
+        from pydiffmap.diffusion_map import DiffusionMap
+
+        samples = np.asarray(samples, dtype=np.float64)
+        if samples.ndim != 2:
+            raise ValueError(f"samples must have shape (N, d), got {samples.shape}")
+        if not np.all(np.isfinite(samples)):
+            raise ValueError("samples contain NaN or inf")
+        n_samples, dimension = samples.shape
+        n_coords = int(n_coords)
+        if n_coords < 1:
+            raise ValueError(f"n_coords must be >= 1, got {n_coords}")
+        if isinstance(epsilon, str):
+            if epsilon not in ("bgh", "bgh_generous", "sweep"):
+                raise ValueError(f"epsilon must be a positive number, 'bgh', "
+                                 f"'bgh_generous' or 'sweep', got {epsilon!r}")
+        elif not (np.isfinite(epsilon) and epsilon > 0):
+            raise ValueError(f"epsilon must be positive, got {epsilon}")
+        if sample_weights is not None:
+            sample_weights = np.asarray(sample_weights, dtype=np.float64)
+            if sample_weights.shape != (n_samples,) or np.any(sample_weights <= 0) \
+                    or not np.all(np.isfinite(sample_weights)):
+                raise ValueError("sample_weights must be N finite positive numbers")
+        rng = np.random.default_rng(seed)
+        if n_landmarks is None or n_landmarks >= n_samples:
+            index = np.arange(n_samples)
+        else:
+            if n_landmarks < n_coords + 2:
+                raise ValueError(f"n_landmarks must be >= n_coords + 2, got {n_landmarks}")
+            index = np.sort(rng.choice(n_samples, size=int(n_landmarks), replace=False))
+        if index.size < n_coords + 2:
+            raise ValueError(f"need at least {n_coords + 2} samples, got {index.size}")
+
+        if features is None:
+            feature_map = None
+            points = samples[index]
+        else:
+            if isinstance(features, str):
+                if features != "pca":
+                    raise ValueError(f"features must be None, 'pca' or a LinearFeatureMap, "
+                                     f"got {features!r}")
+                if n_features is None:
+                    raise ValueError("features='pca' needs n_features")
+                feature_map = LinearFeatureMap.pca(samples, n_features, weights=sample_weights)
+            elif isinstance(features, LinearFeatureMap):
+                feature_map = features
+            else:
+                raise TypeError("features must be None, 'pca' or a LinearFeatureMap")
+            if feature_map.dimension != dimension:
+                raise ValueError(f"feature map acts on dimension {feature_map.dimension}, "
+                                 f"samples have {dimension}")
+            points = feature_map(samples[index])
+        points = np.ascontiguousarray(points, dtype=np.float64)
+        n = points.shape[0]
+
+        if isinstance(epsilon, str) and epsilon == "sweep":
+            from thermo.analysis.diffusion_map import choose_epsilon
+            epsilon, _ = choose_epsilon(points, k=min(64, n - 1))
+
+        weight_fxn = None
+        if sample_weights is not None:
+            w = np.sqrt(sample_weights[index] / np.mean(sample_weights[index]))
+            table = {points[j].tobytes(): w[j] for j in range(n)}
+
+            def weight_fxn(x):
+                return table[np.ascontiguousarray(x, dtype=np.float64).tobytes()]
+
+        dmap = DiffusionMap.from_sklearn(alpha=alpha, k=n, epsilon=epsilon, n_evecs=n_coords,
+                                         weight_fxn=weight_fxn)
+        try:
+            dmap.fit(points)
+        except Exception as error:            # ARPACK did not converge: dense fallback
+            from scipy.sparse.linalg import ArpackNoConvergence
+            if not isinstance(error, ArpackNoConvergence):
+                raise
+            _dense_eigenpairs(dmap, n_coords)
+        eps = float(dmap.epsilon_fitted)
+        evals = np.asarray(dmap.evals, dtype=np.float64)
+        if np.any(evals >= 0):
+            raise ValueError("diffusion map has a non-negative eigenvalue besides the "
+                             "stationary one (disconnected data? increase epsilon)")
+        mu = 1.0 + eps * evals
+        log_weight = np.log(np.asarray(dmap.right_norm_vec, dtype=np.float64).ravel())
+        if dmap.weights is not None:
+            log_weight = log_weight + np.log(np.asarray(dmap.weights, dtype=np.float64))
+        coords, signs = _fix_sign(np.asarray(dmap.dmap, dtype=np.float64))
+        if feature_map is None:
+            projection = np.zeros((0, 0))
+            centre = np.zeros(0)
+        else:
+            projection = feature_map.projection
+            centre = feature_map.centre
+        k = points.shape[1]
+        data = DiffusionMapData(
+            landmarks=points, log_weight=np.ascontiguousarray(log_weight),
+            coords=np.ascontiguousarray(coords), inv_mu=1.0 / mu,
+            inv_four_epsilon=1.0 / (4.0 * eps), scale=np.ones(n_coords),
+            shift=np.zeros(n_coords), use_features=feature_map is not None,
+            projection=projection, centre=centre, work_y=np.empty(k),
+            work_p=np.empty(n), work_xbar=np.empty(k), work_grad=np.empty((n_coords, k)))
+        return cls(data, dimension, names=names, epsilon=eps, alpha=alpha,
+                   eigenvalues=evals, feature_map=feature_map, dmap=dmap, signs=signs)
+
+    def transformed(self, scale=None, shift=None):
+        """A copy with s_l = a_l ψ_l + b_l (fresh work arrays, shared fit)."""
+        scale = np.ones(self.n_coords) if scale is None else np.asarray(scale, float)
+        shift = np.zeros(self.n_coords) if shift is None else np.asarray(shift, float)
+        if scale.shape != (self.n_coords,) or shift.shape != (self.n_coords,):
+            raise ValueError(f"scale and shift must have shape ({self.n_coords},)")
+        if not (np.all(np.isfinite(scale)) and np.all(scale != 0) and np.all(np.isfinite(shift))):
+            raise ValueError("scale must be finite and non-zero, shift finite")
+        old = self.kernel_data
+        data = old._replace(scale=scale.copy(), shift=shift.copy(),
+                            work_y=np.empty_like(old.work_y), work_p=np.empty_like(old.work_p),
+                            work_xbar=np.empty_like(old.work_xbar),
+                            work_grad=np.empty_like(old.work_grad))
+        return DiffusionMapCV(data, self.dimension, names=self.names, epsilon=self.epsilon,
+                              alpha=self.alpha, eigenvalues=self.eigenvalues,
+                              feature_map=self.feature_map, dmap=self.dmap, signs=self.signs)
+
+    def aligned_to(self, reference, samples, weights=None):
+        """A copy whose coordinates match ``reference``'s on ``samples``.
+
+        Each new coordinate ψ_l is paired with the reference coordinate it
+        correlates with most (in absolute value; a permutation for m = 2), and
+        mapped to a ψ_l + b with sign(a) that of the correlation and
+        |a|, b matching the reference's (weighted) standard deviation and mean.
+
+        Parameters
+        ----------
+        reference : CV
+            The CV to align to (same number of coordinates).
+        samples : array_like, shape (N, d)
+        weights : array_like, shape (N,), optional
+            Sample weights (e.g. reweighting factors).
+        """
+        if reference.n_coords != self.n_coords:
+            raise ValueError("reference CV has a different number of coordinates")
+        samples = np.asarray(samples, dtype=np.float64)
+        old = np.asarray(reference(samples))
+        base = self.transformed()
+        new = np.asarray(base(samples))
+        w = np.ones(len(samples)) if weights is None else np.asarray(weights, float)
+        w = w / w.sum()
+
+        def moments(x):
+            mean = w @ x
+            centred = x - mean
+            return mean, centred, np.sqrt(w @ centred ** 2)
+
+        m = self.n_coords
+        corr = np.empty((m, m))
+        stats_new = [moments(new[:, l]) for l in range(m)]
+        stats_old = [moments(old[:, l]) for l in range(m)]
+        for a in range(m):
+            for b in range(m):
+                denominator = stats_new[a][2] * stats_old[b][2]
+                corr[a, b] = (w @ (stats_new[a][1] * stats_old[b][1])) / denominator \
+                    if denominator > 0 else 0.0
+        import itertools
+        best = max(itertools.permutations(range(m)),
+                   key=lambda perm: sum(abs(corr[perm[b], b]) for b in range(m)))
+        scale = np.empty(m)
+        shift = np.empty(m)
+        order = list(best)
+        for b, a in enumerate(order):
+            sign = 1.0 if corr[a, b] >= 0 else -1.0
+            if stats_new[a][2] > 0 and stats_old[b][2] > 0:
+                factor = sign * stats_old[b][2] / stats_new[a][2]
+            else:
+                factor = sign
+            scale[b] = factor
+            shift[b] = stats_old[b][0] - factor * stats_new[a][0]
+        data = base.kernel_data
+        # Reorder coordinates so that new coordinate b follows reference b.
+        data = data._replace(coords=np.ascontiguousarray(data.coords[:, order]),
+                             inv_mu=data.inv_mu[order].copy(), scale=scale, shift=shift)
+        return DiffusionMapCV(data, self.dimension, names=self.names, epsilon=self.epsilon,
+                              alpha=self.alpha, eigenvalues=self.eigenvalues[order],
+                              feature_map=self.feature_map, dmap=self.dmap,
+                              signs=self.signs[order])

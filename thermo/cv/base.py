@@ -43,6 +43,8 @@ import numpy as np
 from numba import njit
 from numba.extending import overload
 
+from thermo import _numba_cache  # noqa: F401  (threading layer, tolerant cache index)
+
 __all__ = ["register_cv", "cv_value_gradient", "CV"]
 
 _IMPLEMENTATIONS: dict = {}
@@ -78,6 +80,8 @@ def cv_value_gradient(data, theta, values_out, jacobian_out):
     raise NotImplementedError("call from Numba code, or use CV methods")
 
 
+# Not cached itself: compiled into (and cached with) each calling kernel, so
+# CVs defined without a source file (REPL, doctest) work too.
 @overload(cv_value_gradient)
 def _overload_cv_value_gradient(data, theta, values_out, jacobian_out):
     return _lookup(data)

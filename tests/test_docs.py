@@ -40,17 +40,6 @@ PUBLIC_PACKAGES = ("thermo.data", "thermo.networks", "thermo.potentials", "therm
 #: (package, name) -> sections missing when this list was made.  Keep it short:
 #: add an example to the docstring and delete the entry.
 KNOWN_GAPS = {
-    ('thermo.bias', 'Bias'): ('Parameters', 'Examples'),
-    ('thermo.bias', 'NoBias'): ('Examples',),
-    ('thermo.bias', 'iterative_metadynamics'): ('Examples',),
-    ('thermo.bias', 'register_bias'): ('Parameters', 'Examples'),
-    ('thermo.bias', 'reweighted_free_energy'): ('Examples',),
-    ('thermo.cv', 'CV'): ('Examples',),
-    ('thermo.cv', 'DiffusionMapCV'): ('Examples',),
-    ('thermo.cv', 'Distance'): ('Examples',),
-    ('thermo.cv', 'LinearFeatureMap'): ('Examples',),
-    ('thermo.cv', 'cv_value_gradient'): ('Parameters', 'Examples'),
-    ('thermo.cv', 'register_cv'): ('Examples',),
     ('thermo.potentials', 'Posterior'): ('Examples',),
 }
 

@@ -37,9 +37,33 @@ _IMPLEMENTATIONS: dict = {}
 def register_bias(data_class, energy_gradient, update=None, weight_log=None):
     """Tie a NamedTuple class to the jitted implementation of a bias.
 
-    ``energy_gradient(data, theta, gradient) -> V`` adds ∇V to ``gradient``;
-    ``update(data, theta, step)`` (optional) changes the bias state in place;
-    ``weight_log(data) -> float`` (optional) is the log reweighting factor.
+    Parameters
+    ----------
+    data_class : type
+        A ``typing.NamedTuple`` subclass (arrays and scalars only).
+    energy_gradient : callable
+        ``f(data, theta, gradient) -> V``; adds ∇V to ``gradient``.
+    update : callable, optional
+        ``f(data, theta, step)``: changes the bias state in place.
+    weight_log : callable, optional
+        ``f(data) -> float``: the log reweighting factor.
+
+    Returns
+    -------
+    None
+
+    Examples
+    --------
+    >>> from typing import NamedTuple
+    >>> class RestraintData(NamedTuple):
+    ...     stiffness: float
+    >>> def restraint(data, theta, gradient):
+    ...     gradient += data.stiffness * theta
+    ...     return 0.5 * data.stiffness * np.sum(theta ** 2)
+    >>> register_bias(RestraintData, restraint)
+    >>> energy, gradient = Bias(RestraintData(2.0)).energy_and_gradient(np.array([1.0, 1.0]))
+    >>> energy, gradient.tolist()
+    (2.0, [2.0, 2.0])
     """
     if not (isinstance(data_class, type) and issubclass(data_class, tuple)
             and hasattr(data_class, "_fields")):
@@ -118,7 +142,18 @@ register_bias(NoBiasData, _no_bias_energy_gradient)
 
 
 class Bias:
-    """Base class of biases V(θ) added to the potential (see module docs)."""
+    """Base class of biases V(θ) added to the potential (see module docs).
+
+    Parameters
+    ----------
+    kernel_data : NamedTuple
+        Instance of a class registered with :func:`register_bias`.
+
+    Examples
+    --------
+    >>> NO_BIAS.energy_and_gradient(np.zeros(3))[0]
+    0.0
+    """
 
     def __init__(self, kernel_data):
         if type(kernel_data) not in _IMPLEMENTATIONS:
@@ -134,7 +169,14 @@ class Bias:
 
 
 class NoBias(Bias):
-    """The absent bias, V = 0."""
+    """The absent bias, V = 0.
+
+    Examples
+    --------
+    >>> energy, gradient = NoBias().energy_and_gradient(np.ones(2))
+    >>> energy, gradient.tolist()
+    (0.0, [0.0, 0.0])
+    """
 
     def __init__(self):
         super().__init__(NoBiasData(0))

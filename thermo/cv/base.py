@@ -62,6 +62,22 @@ def register_cv(data_class, value_gradient):
         ``f(data, theta, values_out, jacobian_out) -> None`` in the Numba
         subset; writes s(θ) into ``values_out`` (m,) and ∂s/∂θ into
         ``jacobian_out`` (m, d).
+
+    Returns
+    -------
+    None
+
+    Examples
+    --------
+    >>> from typing import NamedTuple
+    >>> class SquaredNormData(NamedTuple):
+    ...     scale: float
+    >>> def squared_norm(data, theta, values_out, jacobian_out):
+    ...     values_out[0] = data.scale * np.sum(theta ** 2)
+    ...     jacobian_out[0, :] = 2.0 * data.scale * theta
+    >>> register_cv(SquaredNormData, squared_norm)
+    >>> CV(SquaredNormData(0.5), dimension=2, n_coords=1)(np.array([1.0, 2.0])).tolist()
+    [2.5]
     """
     if not (isinstance(data_class, type) and issubclass(data_class, tuple)
             and hasattr(data_class, "_fields")):
@@ -76,7 +92,35 @@ def _lookup(data_type):
 
 
 def cv_value_gradient(data, theta, values_out, jacobian_out):
-    """s(θ) into ``values_out`` and ∂s/∂θ into ``jacobian_out`` (kernel-side)."""
+    """s(θ) into ``values_out`` and ∂s/∂θ into ``jacobian_out`` (kernel-side).
+
+    Parameters
+    ----------
+    data : NamedTuple
+        Kernel data of a registered CV.
+    theta : ndarray, shape (d,)
+    values_out : ndarray, shape (m,)
+    jacobian_out : ndarray, shape (m, d)
+
+    Returns
+    -------
+    None
+
+    Examples
+    --------
+    Called from Numba code, e.g. inside a sampler kernel:
+
+    >>> from numba import njit
+    >>> from thermo.cv import Distance
+    >>> @njit
+    ... def first_value(data, theta):
+    ...     values = np.empty(1)
+    ...     jacobian = np.empty((1, theta.size))
+    ...     cv_value_gradient(data, theta, values, jacobian)
+    ...     return values[0]
+    >>> round(first_value(Distance(np.zeros(2)).kernel_data, np.array([3.0, 4.0])), 12)
+    5.0
+    """
     raise NotImplementedError("call from Numba code, or use CV methods")
 
 
@@ -116,6 +160,14 @@ class CV:
         m, the number of CV components.
     names : sequence of str, optional
         Component names (default ``s1, s2, ...``), used in hills files.
+
+    Examples
+    --------
+    >>> from thermo.cv import Distance
+    >>> cv = Distance(np.zeros(2))
+    >>> value, jacobian = cv.value_and_jacobian(np.array([3.0, 4.0]))
+    >>> value.round(12).tolist(), jacobian.round(12).tolist()
+    ([5.0], [[0.6, 0.8]])
     """
 
     def __init__(self, kernel_data, dimension, n_coords, names=None):

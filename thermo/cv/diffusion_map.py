@@ -203,6 +203,24 @@ class DiffusionMapCV(CV):
         The fitted pydiffmap object (kept for inspection; not used in dynamics).
     signs : ndarray, shape (m,)
         ±1: Φ = signs · pydiffmap's ``dmap``.
+
+    Examples
+    --------
+    The leading coordinate of samples from two basins (around x = ±1)
+    separates the basins:
+
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.concatenate([rng.normal(-1.0, 0.2, 50), rng.normal(1.0, 0.2, 50)])
+    >>> samples = np.column_stack([x, 0.1 * rng.normal(size=100)])
+    >>> cv = DiffusionMapCV.fit(samples, n_coords=1, epsilon=0.1, n_landmarks=None)
+    >>> cv.landmarks.shape, bool(cv.eigenvalues[0] < 0)
+    ((100, 2), True)
+    >>> s = cv(np.array([[-1.0, 0.0], [1.0, 0.0]]))
+    >>> s.shape, bool(s[0, 0] * s[1, 0] < 0)
+    ((2, 1), True)
+    >>> values, jacobian = cv.value_and_jacobian(np.array([0.0, 0.0]))
+    >>> jacobian.shape
+    (1, 2)
     """
 
     def __init__(self, kernel_data, dimension, names=None, *, epsilon, alpha,

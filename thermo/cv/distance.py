@@ -51,6 +51,17 @@ class Distance(CV):
         r.
     indices : sequence of int, optional
         I, the coordinates that count (all by default).
+    names : sequence of str, optional
+        Component name (default ``s1``).
+
+    Examples
+    --------
+    >>> cv = Distance(np.zeros(3), indices=[0, 1])     # ignores θ_2
+    >>> cv(np.array([3.0, 4.0, 7.0])).tolist()
+    [5.0]
+    >>> values, jacobian = cv.value_and_jacobian(np.array([3.0, 4.0, 7.0]))
+    >>> np.round(jacobian, 12).tolist()
+    [[0.6, 0.8, 0.0]]
     """
 
     def __init__(self, reference, indices=None, names=None):

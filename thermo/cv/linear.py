@@ -115,6 +115,24 @@ class LinearFeatureMap:
         A.
     centre : array_like, shape (d,), optional
         c; zero by default.
+
+    Examples
+    --------
+    >>> features = LinearFeatureMap([[1.0, 1.0, 0.0]], centre=[0.0, 0.0, 1.0])
+    >>> features.n_features, features.dimension
+    (1, 3)
+    >>> features(np.array([1.0, 2.0, 3.0])).tolist()
+    [3.0]
+
+    From samples that spread mostly along θ_1:
+
+    >>> rng = np.random.default_rng(0)
+    >>> samples = rng.normal(size=(500, 3)) * [0.1, 3.0, 1.0]
+    >>> pca = LinearFeatureMap.pca(samples, n_features=1)
+    >>> int(np.argmax(np.abs(pca.projection[0]))), bool(pca.projection[0, 1] > 0.99)
+    (1, True)
+    >>> pca(samples).shape
+    (500, 1)
     """
 
     def __init__(self, projection, centre=None):

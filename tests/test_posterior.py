@@ -174,3 +174,65 @@ def test_fresh_runs_on_one_posterior_draw_the_same_batches():
     posterior.reset_minibatch_state()
     second = [posterior.energy(theta, full=False, rng=np.random.default_rng(5))]
     assert first == second
+
+
+def _general_path(post):
+    """The same posterior forced onto the general MLP kernel."""
+    post.kernel_data = post.kernel_data._replace(fast=np.int64(0))
+    return post
+
+
+@pytest.mark.parametrize("prior", [0.0, 0.8])
+@pytest.mark.parametrize("batch_size", [None, 70])
+def test_perceptron_fast_path_agrees_with_general_kernel(prior, batch_size):
+    rng = np.random.default_rng(5)
+    n, n_in, n_out = 301, 13, 4
+    X = rng.normal(size=(n, n_in))
+    X[rng.random(X.shape) < 0.5] = 0.0          # zeros: the general kernel skips them
+    y = rng.integers(0, n_out, n)
+    net = MLP([n_in, n_out], loss="cross_entropy")
+    theta = rng.normal(size=net.n_params)
+    fast = Posterior(net, X, y, prior_precision=prior, batch_size=batch_size)
+    slow = _general_path(Posterior(net, X, y, prior_precision=prior, batch_size=batch_size))
+    assert fast.fast_path and fast.kernel_data.fast == 1
+    for full in (True, False):
+        for seed in range(3):   # minibatch: same generator -> same batch on both paths
+            U_f, g_f = fast.energy_and_gradient(theta, full=full, rng=np.random.default_rng(seed))
+            U_s, g_s = slow.energy_and_gradient(theta, full=full, rng=np.random.default_rng(seed))
+            np.testing.assert_array_equal(fast.kernel_data.batch, slow.kernel_data.batch)
+            assert U_f == pytest.approx(U_s, rel=1e-12, abs=0)
+            np.testing.assert_allclose(g_f, g_s, rtol=1e-12, atol=1e-12 * np.abs(g_s).max())
+    # the minibatch state advanced identically
+    np.testing.assert_array_equal(fast.minibatch_state()["order"], slow.minibatch_state()["order"])
+    # kernel-side call (what the samplers use)
+    g_f, g_s = np.empty_like(theta), np.empty_like(theta)
+    U_f = _call_energy_gradient(fast.kernel_data, theta, g_f, np.random.default_rng(9))
+    U_s = _call_energy_gradient(slow.kernel_data, theta, g_s, np.random.default_rng(9))
+    assert U_f == pytest.approx(U_s, rel=1e-12, abs=0)
+    np.testing.assert_allclose(g_f, g_s, rtol=1e-12, atol=1e-12 * np.abs(g_s).max())
+
+
+def test_perceptron_fast_path_large_logits_and_selection():
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(50, 6))
+    y = rng.integers(0, 3, 50)
+    net = MLP([6, 3])
+    theta = 400.0 * rng.normal(size=net.n_params)    # logit gaps far beyond exp's range
+    U_f, g_f = Posterior(net, X, y).energy_and_gradient(theta)
+    U_s, g_s = _general_path(Posterior(net, X, y)).energy_and_gradient(theta)
+    assert np.isfinite(U_f) and U_f == pytest.approx(U_s, rel=1e-12)
+    np.testing.assert_allclose(g_f, g_s, rtol=1e-12, atol=1e-12 * np.abs(g_s).max())
+    # float32 networks take the fast path too (float32 rounding)
+    net32 = MLP([6, 3], dtype=np.float32)
+    t32 = net32.init(seed=1)
+    U32, g32 = Posterior(net32, X, y, prior_precision=0.5).energy_and_gradient(t32)
+    U64, g64 = _general_path(Posterior(net32, X, y, prior_precision=0.5)).energy_and_gradient(t32)
+    assert g32.dtype == np.float32 and U32 == pytest.approx(U64, rel=1e-5)
+    np.testing.assert_allclose(g32, g64, rtol=1e-4, atol=1e-5 * np.abs(g64).max())
+    # everything else keeps the general kernel
+    yb = rng.integers(0, 2, 50)
+    for other, labels in [(MLP([6, 4, 3]), y), (MLP([6, 3], loss="mse"), y),
+                          (MLP([6, 3], output_activation="tanh"), y),
+                          (MLP([6, 1], loss="logistic"), yb)]:
+        assert not Posterior(other, X, labels).fast_path
+    assert Posterior(net, X, y).fast_path

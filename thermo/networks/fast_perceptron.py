@@ -133,13 +133,16 @@ def _rows(X, input_scale, y, rows, start, stop, theta, Wt, G, xr, z):
             for j in range(1, C):
                 if z[r, j] > m:
                     m = z[r, j]
+            label = y[rows[s + r]]
+            # logsumexp - z[label] from the logit itself: log(softmax[label])
+            # would be -inf once exp(z[label] - m) underflows
+            z_label = z[r, label]
             total = 0.0
             for j in range(C):
                 e = np.exp(z[r, j] - m)
                 z[r, j] = e
                 total += e
-            label = y[rows[s + r]]
-            loss += np.log(total) - np.log(z[r, label])
+            loss += (np.log(total) + m) - z_label
             inv = 1.0 / total
             for j in range(C):
                 z[r, j] *= inv

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numba
 import numpy as np
 from numba import njit
 
 from thermo.data.minibatch import draw, new_order
 from thermo.networks import kernels as _k
+from thermo.networks import fast_perceptron as _fp  # after kernels (threading layer)
 from thermo.networks.mlp import MLP, prepare_data, work_buffers
 from thermo.potentials.base import Potential, register
 
@@ -63,6 +65,16 @@ class PosteriorData(NamedTuple):
     parts: np.ndarray
     out: np.ndarray
     pred: np.ndarray
+    # Softmax-regression fast path (thermo.networks.fast_perceptron): an int
+    # flag checked at run time (one compiled kernel serves both paths) and the
+    # fast kernel's work buffers (1-element placeholders when fast == 0).
+    fast: np.int64          # 1: single weight layer, linear output, cross entropy
+    input_scale: np.floating  # 1 in the network dtype (fast kernel's input factor)
+    f_wt: np.ndarray        # (n_out, n_in) transposed weights
+    f_gs: np.ndarray        # (chunks, n_out, n_in + 1) per-chunk gradients
+    f_xr: np.ndarray        # (chunks, BLOCK, n_in) row blocks
+    f_z: np.ndarray         # (chunks, BLOCK, n_out) logits
+    f_loss: np.ndarray      # (chunks,) loss sums
 
 
 @njit(cache=True)
@@ -91,15 +103,25 @@ def _posterior_energy_gradient(data, theta, gradient, rng):
         draw(data.replace, data.order, data.cursor, data.batch, rng)
         rows = data.batch
         scale = data.scale
-    loss = _k.evaluate(_k.MODE_LOSS, theta, data.X, rows, data.y_int, data.y_float, data.sizes,
-                       data.w_off, data.b_off, data.u_off, data.acts, data.loss_code,
-                       data.label_code, scale, data.prior_precision, _ON, gradient, _OFF,
-                       0.0, gradient, data.acc, data.sq, data.act, data.d0, data.d1,
-                       data.parts, data.out, data.pred)
+    if data.fast != 0:
+        loss = _fp._loss_grad(data.X, data.input_scale, data.y_int, rows, theta, scale,
+                              data.prior_precision, gradient, data.f_wt, data.f_gs, data.f_xr,
+                              data.f_z, data.f_loss)
+    else:
+        loss = _k.evaluate(_k.MODE_LOSS, theta, data.X, rows, data.y_int, data.y_float,
+                           data.sizes, data.w_off, data.b_off, data.u_off, data.acts,
+                           data.loss_code, data.label_code, scale, data.prior_precision, _ON,
+                           gradient, _OFF, 0.0, gradient, data.acc, data.sq, data.act, data.d0,
+                           data.d1, data.parts, data.out, data.pred)
     return scale * loss + _half_norm2(data.prior_precision, theta)
 
 
 def _posterior_full_energy_gradient(data, theta, gradient):
+    if data.fast != 0:
+        loss = _fp._loss_grad(data.X, data.input_scale, data.y_int, data.all_rows, theta, 1.0,
+                              data.prior_precision, gradient, data.f_wt, data.f_gs, data.f_xr,
+                              data.f_z, data.f_loss)
+        return loss + _half_norm2(data.prior_precision, theta)
     loss = _k.evaluate(_k.MODE_LOSS, theta, data.X, data.all_rows, data.y_int, data.y_float,
                        data.sizes, data.w_off, data.b_off, data.u_off, data.acts,
                        data.loss_code, data.label_code, 1.0, data.prior_precision, _ON,
@@ -136,6 +158,18 @@ def _posterior_accuracy(data, theta):
     return hits / data.all_rows.size
 
 
+def _fast_path(net, label_code):
+    """Whether :mod:`thermo.networks.fast_perceptron` computes this
+    posterior's energy and gradient: one weight layer (softmax regression),
+    linear output, cross entropy on integer class labels.  Decided once, at
+    construction; other networks and losses use the general kernel.  The
+    variance (CCAdL), accuracy and :meth:`Posterior.loss` always use the
+    general kernel."""
+    return (len(net.sizes) == 2 and net._loss_code == _k.CROSS_ENTROPY
+            and int(net._acts[-1]) == _k.LINEAR and label_code == _k.LABEL_CLASS
+            and net.dtype in (np.float64, np.float32))
+
+
 register(PosteriorData, _posterior_energy_gradient, _posterior_full_energy_gradient,
          _posterior_energy_gradient_variance, _posterior_accuracy)
 
@@ -168,7 +202,10 @@ class Posterior(Potential):
     Attributes
     ----------
     net, n_data (N), batch_size (B; N for a full batch), replace,
-    prior_precision, stochastic (True when B < N), dimension, dtype.
+    prior_precision, stochastic (True when B < N), dimension, dtype,
+    fast_path (True when the energy and gradient use the softmax-regression
+    kernel of :mod:`thermo.networks.fast_perceptron`: one weight layer,
+    linear output, cross entropy; agrees with the general kernel to rounding).
 
     Notes
     -----
@@ -216,13 +253,24 @@ class Posterior(Potential):
             var_factor = 0.0  # exact gradient (also makes N = 1 give 0, not NaN)
         order, cursor = new_order(n)
         w = work_buffers(net)
+        fast = _fast_path(net, label_code)
+        if fast:
+            # chunk count fixed at construction (not the current thread
+            # count), as for the general kernel's buffers: same bits whatever
+            # numba.set_num_threads says later
+            f_work = _fp.make_work(net.sizes[0], net.sizes[-1], net.dtype,
+                                   n_threads=max(1, numba.config.NUMBA_NUM_THREADS))
+        else:
+            f_work = _fp.make_work(1, 1, net.dtype, n_threads=1)
         data = PosteriorData(
             X=X, y_int=y_int, y_float=y_float, sizes=net._sizes, w_off=net._w_off,
             b_off=net._b_off, u_off=net._u_off, acts=net._acts, loss_code=net._loss_code,
             label_code=label_code, prior_precision=prior_precision, stochastic=stochastic,
             replace=replace, scale=n / batch_size, var_factor=var_factor,
             all_rows=np.arange(n, dtype=np.int64), order=order, cursor=cursor,
-            batch=np.zeros(batch_size, np.int64), **w._asdict())
+            batch=np.zeros(batch_size, np.int64), **w._asdict(),
+            fast=np.int64(1 if fast else 0), input_scale=net.dtype.type(1.0),
+            f_wt=f_work[0], f_gs=f_work[1], f_xr=f_work[2], f_z=f_work[3], f_loss=f_work[4])
         self.dtype = net.dtype
         super().__init__(net.n_params, data)
         self.net = net
@@ -231,6 +279,7 @@ class Posterior(Potential):
         self.replace = replace
         self.prior_precision = prior_precision
         self.stochastic = stochastic
+        self.fast_path = bool(fast)
 
     def __repr__(self):
         return (f"Posterior({self.net!r}, n_data={self.n_data}, batch_size={self.batch_size}, "

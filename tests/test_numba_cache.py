@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 MODULE = textwrap.dedent("""
     from typing import NamedTuple
     import numpy as np
@@ -46,3 +48,40 @@ def test_index_with_unimportable_class_is_ignored(tmp_path):
     assert _run(tmp_path, "first_module", "First") == 3.0
     assert _run(tmp_path, "second_module", "Second") == 3.0
     assert _run(tmp_path, "first_module", "First") == 3.0
+
+
+EDITED = textwrap.dedent("""
+    from typing import NamedTuple
+    import numpy as np
+    import thermo
+    from thermo.potentials import Potential, register
+
+    class SpringData(NamedTuple):
+        stiffness: float
+
+    def energy_gradient(data, theta, gradient, rng):
+        gradient[:] = {factor} * data.stiffness * theta
+        return {factor} * data.stiffness * 0.5 * np.sum(theta ** 2)
+
+    register(SpringData, energy_gradient)
+    potential = Potential(2, SpringData(1.0))
+    run = thermo.sample(potential, "sgld", theta0=np.ones(2), n_steps=3, step_size=1e-12,
+                        beta=1.0, seed=0, record_every=1)
+    print(potential.energy(np.ones(2)), round(run.observables["energy"][0], 6))
+""")
+
+
+def test_edited_implementation_is_recompiled_not_loaded_stale(tmp_path):
+    # A user edits the energy function of the same class in the same script:
+    # kernels cached for the old code must not be reused.
+    script = tmp_path / "user_script.py"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    outputs = []
+    for factor in (1.0, 100.0):
+        script.write_text(EDITED.format(factor=factor))
+        result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        outputs.append([float(value) for value in result.stdout.split()])
+    assert outputs[0] == pytest.approx([1.0, 1.0], rel=1e-4)
+    assert outputs[1] == pytest.approx([100.0, 100.0], rel=1e-4)

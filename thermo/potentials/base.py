@@ -59,7 +59,9 @@ A new potential in a few lines::
             super().__init__(dimension, QuarticData(float(stiffness)))
 
 The implementation is an ordinary Python function written in the Numba
-subset; thermo compiles it inside the sampler kernels.
+subset; thermo compiles it inside the sampler kernels.  Put every parameter in
+the NamedTuple, not in a closure: two classes of one name whose functions
+differ only in closure constants are not told apart by Numba's caches.
 """
 from __future__ import annotations
 

@@ -40,7 +40,6 @@ PUBLIC_PACKAGES = ("thermo.data", "thermo.networks", "thermo.potentials", "therm
 #: (package, name) -> sections missing when this list was made.  Keep it short:
 #: add an example to the docstring and delete the entry.
 KNOWN_GAPS = {
-    ('thermo.potentials', 'Posterior'): ('Examples',),
 }
 
 

@@ -214,6 +214,18 @@ class Posterior(Potential):
     :meth:`minibatch_state` / :meth:`set_minibatch_state` together with the
     generator state.  The object holds work buffers, so it must not be
     evaluated from several Python threads at once.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from thermo.networks import MLP
+    >>> X = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    >>> y = np.array([0, 1, 1, 0])
+    >>> net = MLP([2, 2], loss="cross_entropy")
+    >>> posterior = Posterior(net, X, y, prior_precision=1.0)
+    >>> energy, gradient = posterior.energy_and_gradient(np.zeros(net.n_params))
+    >>> round(energy, 6), gradient.shape   # U = 4 ln 2 at θ = 0 (total, not mean, loss)
+    (2.772589, (6,))
     """
 
     def __init__(self, net, X, y, prior_precision=0.0, batch_size=None, replace=False):

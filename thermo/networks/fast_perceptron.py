@@ -43,15 +43,7 @@ from numba import njit, prange
 
 from thermo.data.minibatch import draw_without_replacement
 
-try:
-    # Start the parallel backend before any cached kernel is loaded: a cached
-    # serial function that calls a cached ``parallel=True`` one can otherwise
-    # fail to link in a fresh process ("LLVM ERROR: Symbol not found:
-    # allocate_sched", seen here under concurrent cache use).
-    from numba.np.ufunc.parallel import _launch_threads
-    _launch_threads()
-except Exception:  # pragma: no cover - private API moved: cache just recompiles
-    pass
+from thermo import _numba_cache  # noqa: F401  (threading layer before cached kernels load)
 
 __all__ = [
     "BLOCK",

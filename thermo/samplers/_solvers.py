@@ -62,16 +62,8 @@ from numba.extending import overload
 from thermo.bias.base import bias_energy_gradient, bias_weight_log
 from thermo.potentials.base import accuracy, energy_gradient, full_energy_gradient
 
-try:
-    # Start Numba's parallel backend before any cached kernel is loaded: a
-    # cached serial kernel (every sampler) that calls a cached parallel=True
-    # function (the network kernels behind Posterior) segfaults in a fresh
-    # process otherwise (reproduced: thermo.sample(posterior, "sgld", ...)
-    # crashed in evaluate_force when loaded from the cache).
-    from numba.np.ufunc.parallel import _launch_threads
-    _launch_threads()
-except Exception:  # pragma: no cover - private API moved
-    pass
+# Numba's threading layer is started by thermo._numba_cache, which the
+# imports above load before any kernel of this module is compiled or loaded.
 
 __all__ = [
     "COLUMNS", "N_COLUMNS", "column_index",

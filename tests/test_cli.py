@@ -298,3 +298,52 @@ def test_analyse_tati_trajectory_and_run_file(tmp_path, capsys):
         data = np.loadtxt(tmp_path / "trajectory.csv", delimiter=",", skiprows=1)
         one = data[data[:, 0] == 1][:, 3:]
         assert np.allclose(pca["mean"], one.mean(axis=0))
+
+
+# --- --device cuda
+
+@pytest.mark.parametrize("extra, message", [
+    (["--sampler", "hmc"], "--sampler sgld or baoab (not hmc)"),
+    (["--potential", "double-well"], "--potential network"),
+    (["--accuracy"], "no --accuracy"),
+    (["--executor", "process"], "--executor inprocess"),
+])
+def test_device_cuda_unsupported(extra, message, tmp_path, capsys):
+    output = tmp_path / "r"
+    status, _, err = run(["sample", "--device", "cuda", "--steps", "2", "--output",
+                          str(output), "--no-figures"] + extra, capsys)
+    assert_one_line_error(status, err)
+    assert "--device cuda needs" in err and message in err
+    assert not output.exists()
+
+
+def test_device_cuda_without_gpu(tmp_path, capsys, monkeypatch):
+    import numba.cuda
+
+    from thermo._cuda import simulator_enabled
+    if simulator_enabled():
+        pytest.skip("this process runs the CUDA simulator")
+    monkeypatch.setattr(numba.cuda, "is_available", lambda: False)
+    output = tmp_path / "r"
+    status, _, err = run(["sample", "--device", "cuda", "--steps", "2", "--output",
+                          str(output), "--no-figures"], capsys)
+    assert_one_line_error(status, err)
+    assert "needs an NVIDIA GPU with a working CUDA driver" in err
+    assert not output.exists()
+
+
+def test_device_cuda_under_simulator(tmp_path):
+    output = tmp_path / "r"
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1",
+               NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING="1")  # no colorama stdout wrapping
+    argv = ["sample", "--device", "cuda", "--sampler", "baoab", "--n-points", "12",
+            "--batch-size", "4", "--steps", "2", "--record-every", "1", "--step-size",
+            "0.01", "--no-check", "--no-figures", "--quiet", "--output", str(output)]
+    result = subprocess.run([sys.executable, "-m", "thermo.cli"] + argv, capture_output=True,
+                            text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = (output / "observables.csv").read_text().splitlines()
+    assert lines[0] == "step,energy,kinetic_energy,kinetic_temperature"
+    assert [line.split(",")[0] for line in lines[1:]] == ["1", "2"]
+    assert 'device = "cuda"' in (output / "config.toml").read_text()
+    assert (output / "checkpoint.npz").exists() and (output / "theta.npy").exists()

@@ -7,6 +7,7 @@ prints one JSON object of measured differences that the tests below check.
 No GPU is needed -- and none is used: these tests verify the kernels' logic,
 not their speed or behaviour on hardware.
 """
+import collections
 import json
 import os
 import subprocess
@@ -118,13 +119,66 @@ SCRIPT = textwrap.dedent(r"""
     out["noise_mean"] = float(xi.mean())
     out["noise_var"] = float(xi.var())
     out["noise_n"] = int(xi.size)
+
+    # thermo.sample(..., device="cuda") on a tiny Posterior: the CPU twins step
+    # for step, sample_gpu bit for bit, continuation with state=run.state
+    import thermo
+    net = thermo.MLP([4, 3])
+    Xp = rng.normal(size=(12, 4)); yp = rng.integers(0, 3, 12)
+    post = thermo.Posterior(net, Xp, yp, prior_precision=0.5, batch_size=4)
+    tp = net.init(seed=1)
+    api = {}
+    for method in ("sgld", "baoab"):
+        kw = dict(step_size=h, beta=beta, friction=gamma, record_every=1)
+        run = thermo.sample(post, method, theta0=tp, n_steps=3, seed=4, chunk_steps=2,
+                            record_trajectory=True, device="cuda", **kw)
+        problem_p = S.GPUProblem.from_posterior(post)
+        st = S._initial_state(problem_p, method, tp, 4, np.float64, beta)
+        r = np.random.default_rng(); r.bit_generator.state = st.batch_rng
+        rows, _ = S.batch_rows(r, st.order.copy(), st.cursor, 4, 3)
+        noise = st.noise_states.copy()
+        res = {"type": type(run).__name__, "observables": sorted(run.observables),
+               "steps": run.observables["step"].tolist(), "state_step": run.state.step,
+               "state_type": type(run.state).__name__, "device": run.parameters["device"],
+               "trajectory_last": bool(np.array_equal(run.trajectory[-1], run.theta))}
+        if method == "sgld":
+            th, E = S.sgld_reference(problem_p, tp, rows, h, beta, noise)
+        else:
+            th, p, g, E, K = S.baoab_reference(problem_p, tp, st.momentum, st.gradient, rows,
+                                               h, beta, gamma, noise)
+            res["momentum"] = float(np.abs(run.state.momentum - p).max())
+            res["kinetic"] = float(np.abs(run.observables["kinetic_energy"] - K).max())
+            # start like the CPU BAOAB: momentum drawn, gradient at theta0
+            res["momentum0"] = float(np.abs(st.momentum).max())
+            _, g0, _ = G.mlp_loss_grad(tp, problem_p.X, problem_p.y, st.order[:4],
+                                       problem_p.spec, 3.0, 0.5)
+            res["gradient0"] = float(np.abs(st.gradient - g0).max())
+        res["theta"] = float(np.abs(run.theta - th).max())
+        res["energy"] = float(np.abs(run.observables["energy"] - E).max() / np.abs(E).max())
+        a = thermo.sample(post, method, theta0=tp, n_steps=1, seed=4, device="cuda", **kw)
+        b = thermo.sample(post, method, state=a.state, n_steps=2, device="cuda", **kw)
+        res["continued"] = bool(np.array_equal(b.theta, run.theta) and np.array_equal(
+            np.concatenate([a.observables["energy"], b.observables["energy"]]),
+            run.observables["energy"]))
+        res["continued_steps"] = b.observables["step"].tolist()
+        api[method] = res
+    # divergence: the prior's pull overshoots, U overflows at step 2
+    try:
+        thermo.sample(post, "sgld", theta0=tp, n_steps=4, step_size=1e160, seed=0,
+                      chunk_steps=1, device="cuda")
+        api["divergence"] = None
+    except thermo.DivergenceError as err:
+        api["divergence"] = [err.step, err.last_good_state.step,
+                             err.partial_run.observables["step"].tolist()]
+    out["api"] = api
     print("RESULT" + json.dumps(out))
 """)
 
 
 @pytest.fixture(scope="module")
 def sim():
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1",
+               NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING="1")  # no colorama stdout wrapping
     proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
                           env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -220,3 +274,139 @@ def test_bad_input_raises_before_any_kernel():
         GPUProblem([3, 2], np.zeros((4, 3)), np.zeros(4, int), batch_size=9)
     with pytest.raises(ValueError, match="activation"):
         GPUProblem([3, 2, 2], np.zeros((4, 3)), np.zeros(4, int), activation="swish")
+
+
+# --------------------------------------------------------------------------
+# thermo.sample(..., device="cuda")
+
+@pytest.mark.parametrize("method", ["sgld", "baoab"])
+def test_sample_device_cuda_matches_cpu_twin(sim, method):
+    res = sim["api"][method]
+    assert res["type"] == "Run" and res["state_type"] == "GPUState"
+    assert res["device"] == "cuda"
+    expected = ["energy", "step"]
+    if method == "baoab":
+        expected += ["kinetic_energy", "kinetic_temperature"]
+    assert res["observables"] == sorted(expected)
+    assert res["steps"] == [1, 2, 3] and res["state_step"] == 3
+    assert res["theta"] < 1e-12
+    assert res["energy"] < 1e-12
+    assert res["trajectory_last"]
+    assert res["continued"] and res["continued_steps"] == [2, 3]
+    if method == "baoab":
+        assert res["momentum"] < 1e-12
+        assert res["kinetic"] < 1e-12
+        assert res["momentum0"] > 0          # momentum drawn ~ N(0, I/β), as on the CPU
+        assert res["gradient0"] < 1e-12      # stored gradient = ∇U_B(θ0), first minibatch
+
+
+def test_sample_device_cuda_divergence(sim):
+    step, good, records = sim["api"]["divergence"]
+    assert step == 2 and good == 1 and records == [1]
+
+
+def _posterior(**kwargs):
+    import thermo
+    rng = np.random.default_rng(0)
+    net = thermo.MLP([4, 3], loss=kwargs.pop("loss", "cross_entropy"))
+    post = thermo.Posterior(net, rng.normal(size=(12, 4)), rng.integers(0, 3, 12),
+                            batch_size=kwargs.pop("batch_size", 4), **kwargs)
+    return post, net.init(seed=0)
+
+
+def test_sample_device_cuda_rejects_unsupported_before_any_work(monkeypatch):
+    import thermo
+    from thermo.potentials import Gaussian
+    from thermo.samplers import gpu as S
+
+    def reached():
+        pytest.fail("input checks must come before the device")
+    monkeypatch.setattr(S, "require_device", reached)
+    CPUState = collections.namedtuple("SGLDState", "theta step")
+    post, theta0 = _posterior()
+    kw = dict(theta0=theta0, n_steps=2, step_size=1e-3, device="cuda")
+    cases = [
+        (ValueError, "device must be 'cpu' or 'cuda'", post, "sgld", dict(kw, device="gpu")),
+        (ValueError, "'sgld' and 'baoab'", post, "hmc", kw),
+        (ValueError, "'sgld' and 'baoab'", post, "gla2", kw),
+        (TypeError, "thermo.Posterior", Gaussian(np.zeros(15)), "sgld", kw),
+        (ValueError, "bias", post, "sgld", dict(kw, bias=object())),
+        (ValueError, "record_accuracy", post, "sgld", dict(kw, record_accuracy=True)),
+        (TypeError, "supported options: chunk_steps", post, "sgld", dict(kw, n_leapfrog=3)),
+        (ValueError, "friction", post, "baoab", dict(kw, friction=0.0)),
+        (ValueError, "step_size", post, "sgld", dict(kw, step_size=-1.0)),
+        (ValueError, "chunk_steps", post, "sgld", dict(kw, chunk_steps=0)),
+        (TypeError, "seed", post, "sgld", dict(kw, seed=np.random.default_rng(0))),
+        (ValueError, "theta0 is required", post, "sgld", dict(kw, theta0=None)),
+        (ValueError, "shape", post, "sgld", dict(kw, theta0=np.zeros(3))),
+        (TypeError, "GPUState", post, "sgld",      # e.g. the state of a CPU run
+         dict(kw, theta0=None, state=CPUState(theta0, 0))),
+        (ValueError, "cross_entropy", _posterior(loss="mse")[0], "sgld", kw),
+        (ValueError, "without replacement", _posterior(replace=True)[0], "sgld", kw),
+    ]
+    for error, text, potential, method, kwargs in cases:
+        with pytest.raises(error, match=text):
+            thermo.sample(potential, method, **kwargs)
+    # a GPUState of the other method
+    state = S.GPUState("baoab", theta0, theta0, theta0, 0, None, None, None, 0)
+    with pytest.raises(ValueError, match="'baoab' run"):
+        thermo.sample(post, "sgld", state=state, n_steps=1, step_size=1e-3, device="cuda")
+
+
+def test_sample_device_cuda_without_gpu(monkeypatch):
+    import numba.cuda
+
+    import thermo
+    from thermo._cuda import simulator_enabled
+    if simulator_enabled():
+        pytest.skip("this process runs the CUDA simulator")
+    monkeypatch.setattr(numba.cuda, "is_available", lambda: False)
+    post, theta0 = _posterior()
+    with pytest.raises(RuntimeError) as err:
+        thermo.sample(post, "sgld", theta0=theta0, n_steps=1, step_size=1e-3, device="cuda")
+    message = str(err.value)
+    assert type(err.value) is RuntimeError and err.value.__cause__ is None
+    assert message.startswith("device='cuda' needs an NVIDIA GPU with a working CUDA driver")
+    assert "numba.cuda.is_available() is False" in message and "device='cpu'" in message
+
+
+# --------------------------------------------------------------------------
+# benchmarks/bench_gpu.py
+
+BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                     "benchmarks", "bench_gpu.py")
+
+
+def test_bench_gpu_help():
+    proc = subprocess.run([sys.executable, BENCH, "--help"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and "--json" in proc.stdout and "--quick" in proc.stdout
+
+
+def test_bench_gpu_without_gpu():
+    from thermo._cuda import cuda_available
+    if cuda_available():
+        pytest.skip("a GPU (or the simulator) is available: the benchmark would run")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    proc = subprocess.run([sys.executable, BENCH, "--quick"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 2
+    assert "needs an NVIDIA GPU" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bench_gpu_tiny_under_simulator(tmp_path):
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1",
+               NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING="1")  # no colorama stdout wrapping
+    path = tmp_path / "bench.json"
+    # GPU side only: the CPU side is thermo.sample(device="cpu"), whose first call
+    # may compile for a minute when the Numba cache is cold
+    proc = subprocess.run([sys.executable, BENCH, "--tiny", "--no-cpu", "--models",
+                           "perceptron", "--methods", "sgld", "--batch-sizes", "4",
+                           "--json", str(path)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads(path.read_text())
+    assert report["simulator"] and report["tiny"]
+    (row,) = report["results"]
+    assert row["gpu_steps_per_s"] > 0 and row["gpu_steps"] >= 2
+    assert "speed-up" in proc.stdout

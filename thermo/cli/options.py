@@ -198,6 +198,10 @@ OPTIONS = [
            commands=SAMPLING, low=1),
     Option("accuracy", "bool", False, "record the training accuracy (one full pass over "
            "the data per record)", commands=SAMPLING),
+    Option("device", "str", "cpu", "where the steps run: cpu, or cuda (an NVIDIA GPU via "
+           "numba.cuda: --potential network with a softmax classifier, --sampler sgld or "
+           "baoab, no --accuracy, no EQN, --executor inprocess; other random numbers than "
+           "on the CPU)", commands=("sample",), choices=("cpu", "cuda")),
     # --- walkers
     Option("walkers", "int", 1, "number of walkers", "walkers", commands=SAMPLING, low=1),
     Option("round_steps", "int", 100, "steps per round between exchanges of coupled walkers "

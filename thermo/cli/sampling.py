@@ -119,7 +119,50 @@ def _sampler_kwargs(options):
         kwargs["n_leapfrog"] = options["hmc_steps"]
     if options["accuracy"]:
         kwargs["record_accuracy"] = True
+    if options.get("device", "cpu") != "cpu":
+        kwargs["device"] = options["device"]
     return kwargs
+
+
+def _check_device(options, potential=None):
+    """CommandError unless ``--device cuda`` can run this request (before any output).
+
+    Without ``potential``: the option-level checks and the GPU's presence;
+    with it: whether the network posterior suits the GPU kernels.
+    """
+    if options.get("device", "cpu") == "cpu":
+        return
+    if potential is not None:
+        from thermo.potentials.posterior import Posterior
+        from thermo.samplers.gpu import GPUProblem
+
+        if not isinstance(potential, Posterior):
+            raise CommandError(f"--device cuda needs a network posterior, got a "
+                               f"{type(potential).__name__}")
+        try:
+            GPUProblem.from_posterior(potential)
+        except (TypeError, ValueError) as error:
+            raise CommandError(f"--device cuda: {error}") from None
+        return
+    problems = []
+    if options["potential"] != "network":
+        problems.append(f"--potential network (not {options['potential']})")
+    if options["sampler"] not in ("sgld", "baoab"):
+        problems.append(f"--sampler sgld or baoab (not {options['sampler']})")
+    if options["accuracy"]:
+        problems.append("no --accuracy")
+    if options.get("eqn_strength", 0) > 0:
+        problems.append("no --eqn-strength")
+    if options["executor"] != "inprocess":
+        problems.append(f"--executor inprocess (not {options['executor']})")
+    if problems:
+        raise CommandError("--device cuda needs " + ", ".join(problems))
+    from thermo.samplers.gpu import require_device
+
+    try:
+        require_device()
+    except RuntimeError as error:
+        raise CommandError(str(error)) from None
 
 
 def _starts(options, net, dimension, dtype):
@@ -266,6 +309,7 @@ def main_sampling(command, flags):
 
     context, saved = resolve_with_resume(command, flags)
     options = context.options
+    _check_device(options)
     output = options["output"]
     resume = options["resume"]
     prepare_output_dir(output, overwrite=options["overwrite"], resume=resume)
@@ -286,6 +330,7 @@ def main_sampling(command, flags):
         context.warn(f"--record-every {options['record_every']} exceeds --steps "
                      f"{options['steps']}: no records will be taken")
     potential, net, X, y, description = build_model(options, context)
+    _check_device(options, potential)
     from thermo.walkers.rounds import share_potential
 
     # in-process walker tasks reuse this potential (one copy of the data), in the

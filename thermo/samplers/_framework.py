@@ -526,7 +526,7 @@ def _make_run(spec, parameters, records, trajectories, state, names, record_traj
 
 def sample(potential, method, theta0=None, *, n_steps, step_size, beta=1.0, friction=1.0,
            seed=None, record_every=1, record_trajectory=False, state=None, bias=None,
-           progress=False, **options):
+           progress=False, device="cpu", **options):
     """Sample exp(-β (U + V)) with one of the registered samplers.
 
     Parameters
@@ -563,6 +563,29 @@ def sample(potential, method, theta0=None, *, n_steps, step_size, beta=1.0, fric
         ``beta`` attribute must match β.
     progress : bool
         Show a tqdm bar over the chunks (steps/s).
+    device : {"cpu", "cuda"}
+        Where the steps run (default "cpu").  ``"cuda"`` runs SGLD or BAOAB
+        on an NVIDIA GPU through ``numba.cuda`` (the kernels of
+        :mod:`thermo.samplers.gpu`): only for a :class:`thermo.Posterior` of
+        a softmax classifier (linear output, cross-entropy loss, minibatches
+        without replacement), without ``bias``, with the option
+        ``chunk_steps`` only (steps per host round trip, default 1000);
+        anything else raises ``ValueError``/``TypeError`` before any work.
+        The data stay on the device; the minibatches are drawn on the host
+        as on the CPU (without replacement, reshuffled each epoch, the
+        epoch's tail shorter than a batch dropped), the noise comes from one
+        xoroshiro128+ stream per parameter.  So the random numbers, and
+        hence the trajectories, differ from a CPU run with the same seed
+        (same scheme, same target; not bit-identical to CPU).  A GPU run is
+        reproducible and chunk-invariant in itself: ``run.state`` is a
+        ``thermo.samplers.gpu.GPUState`` (θ, momentum, gradient, step count,
+        noise streams, minibatch generator state), continued with
+        ``sample(..., state=run.state, device="cuda")`` bit for bit in
+        float64.  Observables: ``step``, ``energy`` (U of the minibatch,
+        with the prior) and for BAOAB ``kinetic_energy`` and
+        ``kinetic_temperature``; ``seed`` must be an int, a SeedSequence or
+        None.  Without a GPU (and outside Numba's CUDA simulator,
+        ``NUMBA_ENABLE_CUDASIM=1``) a ``RuntimeError`` says so.
     **options
         ``record_accuracy`` (bool, default False: classification accuracy
         per record, costly), ``record_full_energy`` (bool, default False:
@@ -578,9 +601,12 @@ def sample(potential, method, theta0=None, *, n_steps, step_size, beta=1.0, fric
     ------
     ValueError, TypeError
         For invalid input, before any step is taken.
+    RuntimeError
+        ``device="cuda"`` without a usable GPU.
     DivergenceError
         When θ or U became non-finite; carries the last good state and the
-        records up to it.
+        records up to it.  (On the GPU, checked once per ``chunk_steps``;
+        the last good state is the one at the start of that chunk.)
 
     Examples
     --------
@@ -596,7 +622,26 @@ def sample(potential, method, theta0=None, *, n_steps, step_size, beta=1.0, fric
     ...                      step_size=0.1, friction=1.0, record_every=10)
     >>> more.state.step
     2000
+
+    On an NVIDIA GPU, for a classifier posterior:
+
+    >>> net = thermo.MLP([4, 3])
+    >>> rng = np.random.default_rng(0)
+    >>> posterior = thermo.Posterior(net, rng.normal(size=(20, 4)),
+    ...                              rng.integers(0, 3, 20), batch_size=5)
+    >>> run = thermo.sample(posterior, "sgld", theta0=net.init(seed=0), n_steps=100,
+    ...                     step_size=1e-3, seed=0, device="cuda")  # doctest: +SKIP
+    >>> run = thermo.sample(posterior, "sgld", state=run.state, n_steps=100,
+    ...                     step_size=1e-3, device="cuda")  # doctest: +SKIP
     """
+    if not (isinstance(device, str) and device in ("cpu", "cuda")):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if device == "cuda":
+        from thermo.samplers.gpu import sample_cuda
+        return sample_cuda(potential, method, theta0, n_steps=n_steps, step_size=step_size,
+                           beta=beta, friction=friction, seed=seed, record_every=record_every,
+                           record_trajectory=record_trajectory, state=state, bias=bias,
+                           progress=progress, **options)
     spec = get_sampler(method)
     if not isinstance(potential, Potential):
         raise TypeError(f"potential must be a thermo Potential, got {type(potential).__name__}")

@@ -1,11 +1,21 @@
 """SGLD and BAOAB on an NVIDIA GPU (``numba.cuda``), with CPU twins.
 
-Entry point: :func:`sample_gpu` (what ``thermo.sample(..., device="cuda")``
-is meant to call), returning a :class:`thermo.samplers._framework.Run` with
-the usual fields.  Without a GPU it raises ``RuntimeError("no CUDA GPU
-available (numba.cuda.is_available() is False); use device='cpu'")``, except
-under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), where the same
-kernels run slowly on the CPU -- that is how the tests check them.
+Entry points: ``thermo.sample(posterior, "sgld" | "baoab", ..., device="cuda")``
+(the public one; it calls :func:`sample_cuda`, which checks the request
+against what the GPU supports and raises ``ValueError``/``TypeError`` before
+any work) and :func:`sample_gpu` (lower level: also takes a
+:class:`GPUProblem`, e.g. uint8 MNIST pixels with ``input_scale=1/255``).
+Both return a :class:`thermo.samplers._framework.Run` with the usual fields
+and share :func:`_initial_state` and :func:`_run`.  Without a GPU they raise
+a ``RuntimeError`` (``numba.cuda.is_available()`` is False; use
+``device='cpu'``), except under Numba's CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1``), where the same kernels run slowly on the CPU --
+that is how the tests check them.
+
+Against the CPU samplers: the same schemes and the same target, but other
+random numbers (minibatch order from a generator seeded differently, noise
+from xoroshiro128+ streams), so a GPU run is not bit-identical to a CPU run
+with the same seed; it is reproducible and chunk-invariant in itself.
 
 What runs where
 ---------------
@@ -25,7 +35,17 @@ What runs where
 * Noise: one xoroshiro128+ stream per parameter (``numba.cuda.random``),
   seeded from ``seed``; the streams' state is part of the returned state, so
   ``sample_gpu(n)`` equals ``sample_gpu(n/2)`` then ``sample_gpu(n/2,
-  state=...)`` bit for bit.
+  state=...)`` bit for bit (float64; in float32 the momentum and gradient
+  are rounded to float32 where a run is split, see below).
+* Start (as on the CPU): BAOAB draws the momentum ~ N(0, I/β) from the
+  minibatch generator and stores ∇U_B(θ0) on the first minibatch (computed
+  on the host); SGLD needs neither.
+* BAOAB at sync points: each block of ``steps_per_sync`` steps starts with
+  the opening B A O A from the stored gradient and ends with the closing B,
+  so the device holds a complete step whenever the host looks (a clean
+  ``last_good_state``); inside a block the closing B of one step and the
+  opening B of the next are applied in one kernel, as two separate half
+  kicks (the same float64 arithmetic).
 
 Schemes (U_B the minibatch estimate ``(N/B) Σ_batch ℓ_i + (λ/2)|θ|²``)
 ----------------------------------------------------------------------
@@ -52,8 +72,9 @@ from numba import njit
 
 from thermo._cuda import require_cuda
 
-__all__ = ["GPUProblem", "GPUState", "sample_gpu", "sgld_reference", "baoab_reference",
-           "batch_rows", "xoroshiro_states", "xoroshiro_normals"]
+__all__ = ["GPUProblem", "GPUState", "sample_cuda", "sample_gpu", "require_device",
+           "sgld_reference", "baoab_reference", "batch_rows", "xoroshiro_states",
+           "xoroshiro_normals"]
 
 _METHODS = ("sgld", "baoab")
 
@@ -109,11 +130,14 @@ class GPUProblem:
     def from_posterior(cls, posterior):
         """Build from a :class:`thermo.potentials.Posterior` (class labels,
         cross-entropy loss)."""
+        from thermo.networks.gpu import network_spec
+        network_spec(posterior.net)      # linear output, cross entropy, known activations
         data = posterior.kernel_data
         if data.y_int.size != data.X.shape[0]:
             raise ValueError("the GPU sampler needs integer class labels (cross entropy)")
         if getattr(data, "replace", False):
-            raise ValueError("the GPU sampler draws minibatches without replacement only")
+            raise ValueError("the GPU sampler draws minibatches without replacement only "
+                             "(Posterior(..., replace=False))")
         return cls(posterior.net, data.X, data.y_int, posterior.prior_precision,
                    posterior.batch_size)
 
@@ -283,7 +307,15 @@ def _check_parameters(method, n_steps, step_size, beta, friction, record_every):
         raise ValueError(f"record_every must be an int >= 1, got {record_every!r}")
 
 
-def _initial_state(problem, method, theta0, seed, dtype):
+def _initial_state(problem, method, theta0, seed, dtype, beta=1.0):
+    """Fresh state at θ0.
+
+    Noise streams and minibatch generator from ``SeedSequence(seed).spawn(2)``;
+    the first epoch's permutation; for BAOAB, as on the CPU, momentum ~
+    N(0, I/β) and the stored gradient ∇U_B(θ0) on the first minibatch (both
+    from the minibatch generator, gradient computed on the host).  SGLD
+    computes its gradient in each step and keeps zeros.
+    """
     if theta0 is None:
         raise ValueError("theta0 is required unless state is given")
     theta = np.asarray(theta0)
@@ -301,8 +333,20 @@ def _initial_state(problem, method, theta0, seed, dtype):
     order = np.arange(problem.n_data, dtype=np.int64)
     if problem.batch_size < problem.n_data:
         rng.shuffle(order)
-    return GPUState(method, theta, np.zeros_like(theta), np.zeros_like(theta), 0,
-                    states, rng.bit_generator.state, order, 0)
+    momentum = np.zeros_like(theta)
+    gradient = np.zeros_like(theta)
+    cursor = 0
+    if method == "baoab":
+        if np.isfinite(beta):
+            momentum = (rng.standard_normal(theta.size) / math.sqrt(beta)).astype(dtype)
+        rows, cursor = batch_rows(rng, order, cursor, problem.batch_size, 1)
+        from thermo.networks.gpu import mlp_loss_grad
+        _, g, _ = mlp_loss_grad(theta, problem.X, problem.y, rows[0], problem.spec,
+                                problem.n_data / problem.batch_size,
+                                problem.prior_precision, problem.input_scale)
+        gradient = g.astype(dtype)
+    return GPUState(method, theta, momentum, gradient, 0, states, rng.bit_generator.state,
+                    order, cursor)
 
 
 def sample_gpu(model, method, theta0=None, *, n_steps, step_size, beta=1.0, friction=1.0,
@@ -327,7 +371,8 @@ def sample_gpu(model, method, theta0=None, *, n_steps, step_size, beta=1.0, fric
         γ >= 0 (BAOAB).
     seed : int or numpy.random.SeedSequence, optional
         Seeds the noise streams and the minibatch generator (not with
-        ``state``).
+        ``state``); BAOAB's initial momentum ~ N(0, I/β) is drawn from the
+        latter and its stored gradient is ∇U_B(θ0) on the first minibatch.
     record_every : int
         Record after each step whose total count is a multiple of it.
     record_trajectory : bool
@@ -366,22 +411,166 @@ def sample_gpu(model, method, theta0=None, *, n_steps, step_size, beta=1.0, fric
     if dtype not in (np.float64, np.float32):
         raise TypeError(f"dtype must be float64 or float32, got {dtype}")
     if state is not None:
-        if seed is not None:
-            raise ValueError("seed and state cannot both be given (the state carries its "
-                             "generators)")
-        if not isinstance(state, GPUState) or state.method != method:
-            raise ValueError(f"state must be a GPUState of a {method!r} run")
-        if state.theta.shape != (problem.dimension,):
-            raise ValueError("state does not match the problem's dimension")
+        _check_state(problem, method, state, seed, None)
     require_cuda()
     if state is None:
-        state = _initial_state(problem, method, theta0, seed, dtype)
+        state = _initial_state(problem, method, theta0, seed, dtype, float(beta))
     return _run(problem, method, state, n_steps, float(step_size), float(beta),
                 float(friction), record_every, bool(record_trajectory), steps_per_sync)
 
 
+def _check_state(problem, method, state, seed, dtype):
+    if seed is not None:
+        raise ValueError("seed and state cannot both be given (the state carries its "
+                         "generators)")
+    if not isinstance(state, GPUState):
+        raise TypeError(f"state is a {type(state).__name__}; the GPU continues only the "
+                        "GPUState of an earlier GPU run (run.state of sample(..., "
+                        "device='cuda')); a CPU state cannot be moved to the GPU")
+    if state.method != method:
+        raise ValueError(f"state is the GPUState of a {state.method!r} run, not {method!r}")
+    if state.theta.shape != (problem.dimension,):
+        raise ValueError("state does not match the problem's dimension")
+    if dtype is not None and state.theta.dtype != dtype:
+        raise TypeError(f"state.theta has dtype {state.theta.dtype}, the potential needs "
+                        f"{np.dtype(dtype)}")
+
+
+#: The message of :func:`require_device`'s RuntimeError (then ``NO_GPU_MESSAGE``).
+DEVICE_MESSAGE = ("device='cuda' needs an NVIDIA GPU with a working CUDA driver, or Numba's "
+                  "CUDA simulator (NUMBA_ENABLE_CUDASIM=1 set before numba.cuda is first "
+                  "imported; slow, for tests): ")
+
+
+def require_device():
+    """Raise a clear ``RuntimeError`` unless CUDA kernels can run here.
+
+    Raises
+    ------
+    RuntimeError
+        ``DEVICE_MESSAGE`` followed by :data:`thermo._cuda.NO_GPU_MESSAGE`,
+        when ``numba.cuda.is_available()`` is False outside the simulator.
+    """
+    from thermo._cuda import NO_GPU_MESSAGE, cuda_available
+    if not cuda_available():
+        raise RuntimeError(DEVICE_MESSAGE + NO_GPU_MESSAGE)
+
+
+#: Options of ``thermo.sample`` that ``device="cuda"`` accepts (besides the
+#: keyword arguments of its signature).
+CUDA_OPTIONS = ("chunk_steps",)
+
+
+def sample_cuda(potential, method, theta0=None, *, n_steps, step_size, beta=1.0, friction=1.0,
+                seed=None, record_every=1, record_trajectory=False, state=None, bias=None,
+                progress=False, **options):
+    """``thermo.sample(..., device="cuda")``: check the request, then run on the GPU.
+
+    Same arguments as :func:`thermo.sample`.  Supported: a
+    :class:`thermo.Posterior` of a softmax classifier (linear output, cross
+    entropy, integer labels, minibatches without replacement, any hidden
+    activations of :func:`thermo.networks.gpu.network_spec`), methods
+    ``"sgld"`` and ``"baoab"``, no ``bias``, and of the options only
+    ``chunk_steps`` (steps between host round trips, default 1000; never
+    changes the result).  Everything else raises ``ValueError`` or
+    ``TypeError`` before any work; without a GPU (outside the simulator) a
+    ``RuntimeError`` (:func:`require_device`).
+
+    Parameters
+    ----------
+    potential : thermo.Posterior
+    method : {"sgld", "baoab"}
+    theta0 : array_like, optional
+    n_steps, step_size, beta, friction, seed, record_every, record_trajectory, state, bias,
+    progress, **options
+        As in :func:`thermo.sample`; ``seed`` an int, a
+        ``numpy.random.SeedSequence`` or None (no Generator); ``state`` a
+        :class:`GPUState`.
+
+    Returns
+    -------
+    thermo.samplers._framework.Run
+        ``observables`` ``step`` and ``energy`` (U_B, the minibatch estimate
+        including the prior), for BAOAB also ``kinetic_energy`` and
+        ``kinetic_temperature``; ``state`` a :class:`GPUState`.
+
+    Examples
+    --------
+    >>> import numpy as np, thermo
+    >>> net = thermo.MLP([4, 3])
+    >>> rng = np.random.default_rng(0)
+    >>> post = thermo.Posterior(net, rng.normal(size=(20, 4)), rng.integers(0, 3, 20))
+    >>> run = thermo.sample(post, "baoab", theta0=net.init(seed=0), n_steps=10,
+    ...                     step_size=1e-2, seed=0, device="cuda")  # doctest: +SKIP
+    >>> sorted(run.observables)  # doctest: +SKIP
+    ['energy', 'kinetic_energy', 'kinetic_temperature', 'step']
+    """
+    from thermo.potentials.posterior import Posterior
+    from thermo.samplers._framework import _check_common, _check_integer, get_sampler
+
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a string, got {type(method).__name__}")
+    if method not in _METHODS:
+        raise ValueError(f"device='cuda' supports the methods 'sgld' and 'baoab', got "
+                         f"{method!r}; use device='cpu' for the others")
+    if not isinstance(potential, Posterior):
+        raise TypeError(f"device='cuda' supports thermo.Posterior potentials only (softmax "
+                        f"classifiers: linear output, cross-entropy loss), got "
+                        f"{type(potential).__name__}; use device='cpu'")
+    if bias is not None:
+        raise ValueError("device='cuda' does not support a bias (metadynamics); use "
+                         "device='cpu'")
+    n_steps, step_size, beta, friction, record_every = _check_common(
+        n_steps, step_size, beta, friction, record_every)
+    options = dict(options)
+    for name in ("record_accuracy", "record_full_energy"):
+        if options.pop(name, False):
+            raise ValueError(f"{name} is not supported with device='cuda' (only step, "
+                             "energy and, for BAOAB, kinetic energy and temperature are "
+                             "recorded); use device='cpu'")
+    chunk_steps = options.pop("chunk_steps", None)
+    if options:
+        raise TypeError(f"option(s) {', '.join(map(repr, sorted(options)))} not supported "
+                        f"with device='cuda'; supported options: {', '.join(CUDA_OPTIONS)}")
+    steps_per_sync = 1000 if chunk_steps is None else _check_integer("chunk_steps",
+                                                                      chunk_steps, 1)
+    # the CPU scheme's own checks (e.g. BAOAB needs friction > 0)
+    parameters = get_sampler(method).validate(
+        {"step_size": step_size, "beta": beta, "friction": friction}, {}, potential)
+    problem = GPUProblem.from_posterior(potential)
+    dtype = np.dtype(potential.dtype)
+    if dtype not in (np.float64, np.float32):
+        raise TypeError(f"the GPU sampler needs a float64 or float32 network, got {dtype}")
+    if state is None:
+        if theta0 is None:
+            raise ValueError("theta0 is required (or pass state= to continue a run)")
+        theta0 = np.array(potential.check_theta(theta0, "theta0"), copy=True)
+        if not (seed is None or isinstance(seed, (int, np.integer, np.random.SeedSequence))
+                ) or isinstance(seed, (bool, np.bool_)):
+            raise TypeError(f"seed must be an int, a numpy.random.SeedSequence or None with "
+                            f"device='cuda', got {type(seed).__name__}")
+    else:
+        if theta0 is not None:
+            raise ValueError("give either theta0 or state, not both")
+        if seed is not None:
+            raise ValueError("seed cannot be combined with state (the state carries "
+                             "its random generators)")
+        _check_state(problem, method, state, None, dtype)
+        potential.check_theta(state.theta, "state.theta")
+    require_device()
+    if state is None:
+        state = _initial_state(problem, method, theta0, seed, dtype, beta)
+    run = _run(problem, method, state, n_steps, step_size, beta, friction, record_every,
+               bool(record_trajectory), steps_per_sync, progress=bool(progress))
+    run.parameters = dict(parameters, **{k: v for k, v in run.parameters.items()
+                                         if k not in ("step_size", "beta", "friction")})
+    run.parameters["seed"] = (seed if isinstance(seed, (int, np.integer, type(None)))
+                              else repr(seed))
+    return run
+
+
 def _run(problem, method, state, n_steps, h, beta, friction, record_every, record_trajectory,
-         steps_per_sync):
+         steps_per_sync, progress=False):
     from numba import cuda
 
     from thermo.networks import gpu as G
@@ -416,7 +605,10 @@ def _run(problem, method, state, n_steps, h, beta, friction, record_every, recor
     kinetic = np.full(n_records, np.nan)
     trajectory = np.empty((n_records, d), dtype) if record_trajectory else None
     parameters = {"step_size": h, "beta": beta, "friction": friction,
-                  "record_every": record_every, "batch_size": B, "device": "cuda"}
+                  "record_every": record_every, "batch_size": B, "device": "cuda",
+                  "steps_per_sync": steps_per_sync}
+    if method == "sgld":
+        del parameters["friction"]
 
     def current_state(step):
         return GPUState(method, theta.copy_to_host(), momentum.copy_to_host(),
@@ -431,60 +623,78 @@ def _run(problem, method, state, n_steps, h, beta, friction, record_every, recor
         traj = None if trajectory is None else trajectory[:n_good].copy()
         return Run(method, dict(parameters), traj, obs, None)
 
-    if method == "baoab" and n_steps > 0:
-        # Opening B A O A of the first step, with the state's gradient.
-        _launch_open(dev, theta, momentum, grad, states, half, c1, c2, d)
-
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=n_steps, unit="step", desc=f"{method} (cuda)")
     rec = 0
     done = 0
-    good_state = None
-    while done < n_steps:
-        block = min(steps_per_sync, n_steps - done)
-        good_state = current_state(state.step + done) if good_state is None else good_state
-        rows_host, cursor = batch_rows(rng, order, cursor, B, block)
-        rows_dev = cuda.to_device(rows_host)
-        d_energy = cuda.to_device(np.zeros(n_records))
-        d_kinetic = cuda.to_device(np.zeros(n_records))
-        rec_start = rec
-        for s in range(block):
-            step = state.step + done + s + 1
-            rows = rows_dev[s]
-            is_record = rec < n_records and record_steps[rec] == step
-            if is_record and method == "baoab":
-                dev.add_sum(momentum, d_kinetic, rec, 0.5, square=True)
-            dev.forward(theta, rows)
-            dev.loss_delta(rows)
-            if is_record:
-                dev.add_sum(dev.losses[:B], d_energy, rec, scale)
-                if prior > 0:
-                    dev.add_sum(theta, d_energy, rec, 0.5 * prior, square=True)
-            if method == "sgld":
-                dev.backward(theta, grad, rows, scale, prior, G.MODE_SGLD, momentum, states,
-                             step=h, c2=sigma)
-            elif done + s + 1 < n_steps:
-                dev.backward(theta, grad, rows, scale, prior, G.MODE_BAOAB, momentum, states,
-                             half=half, c1=c1, c2=c2)
-            else:
-                dev.backward(theta, grad, rows, scale, prior, G.MODE_KICK, momentum, states,
-                             half=half)
-            if is_record:
-                if trajectory is not None:
-                    trajectory[rec] = theta.copy_to_host()
-                rec += 1
-        cuda.synchronize()
-        energy[rec_start:rec] = d_energy.copy_to_host()[rec_start:rec]
-        kinetic[rec_start:rec] = d_kinetic.copy_to_host()[rec_start:rec]
-        theta_host = theta.copy_to_host()
-        bad = ~np.isfinite(energy[rec_start:rec])
-        if bad.any() or not np.all(np.isfinite(theta_host)):
-            first_bad = rec_start + int(np.argmax(bad)) if bad.any() else rec
-            bad_step = (int(record_steps[first_bad]) if first_bad < n_records
-                        else state.step + done + block)
-            raise DivergenceError(
-                f"non-finite θ or U on the GPU by step {bad_step} (checked once per "
-                f"{steps_per_sync} steps)", bad_step, good_state, partial(rec_start))
-        done += block
-        good_state = None
+    try:
+        while done < n_steps:
+            block = min(steps_per_sync, n_steps - done)
+            # BAOAB: each block opens with B A O A from the stored gradient and
+            # ends with the closing B (MODE_KICK), so that the device holds a
+            # complete step at every synchronisation (a clean last good state);
+            # inside a block the closing B of a step and the opening of the next
+            # are fused (the same arithmetic, see thermo.networks.gpu._k_param).
+            good_state = current_state(state.step + done)
+            if method == "baoab":
+                _launch_open(dev, theta, momentum, grad, states, half, c1, c2, d)
+            rows_host, cursor = batch_rows(rng, order, cursor, B, block)
+            rows_dev = cuda.to_device(rows_host)
+            d_energy = cuda.to_device(np.zeros(n_records))
+            d_kinetic = cuda.to_device(np.zeros(n_records))
+            rec_start = rec
+            for s in range(block):
+                step = state.step + done + s + 1
+                rows = rows_dev[s]
+                is_record = rec < n_records and record_steps[rec] == step
+                if is_record and method == "baoab":
+                    dev.add_sum(momentum, d_kinetic, rec, 0.5, square=True)
+                dev.forward(theta, rows)
+                dev.loss_delta(rows)
+                if is_record:
+                    dev.add_sum(dev.losses[:B], d_energy, rec, scale)
+                    if prior > 0:
+                        dev.add_sum(theta, d_energy, rec, 0.5 * prior, square=True)
+                if method == "sgld":
+                    dev.backward(theta, grad, rows, scale, prior, G.MODE_SGLD, momentum,
+                                 states, step=h, c2=sigma)
+                else:
+                    if is_record and trajectory is not None:
+                        # θ at the step's end point, before the fused update
+                        # moves on into the next step
+                        trajectory[rec] = theta.copy_to_host()
+                    if s + 1 < block:
+                        dev.backward(theta, grad, rows, scale, prior, G.MODE_BAOAB, momentum,
+                                     states, half=half, c1=c1, c2=c2)
+                    else:
+                        dev.backward(theta, grad, rows, scale, prior, G.MODE_KICK, momentum,
+                                     states, half=half)
+                if is_record:
+                    if trajectory is not None and method == "sgld":
+                        trajectory[rec] = theta.copy_to_host()
+                    rec += 1
+            cuda.synchronize()
+            energy[rec_start:rec] = d_energy.copy_to_host()[rec_start:rec]
+            kinetic[rec_start:rec] = d_kinetic.copy_to_host()[rec_start:rec]
+            theta_host = theta.copy_to_host()
+            bad = ~np.isfinite(energy[rec_start:rec])
+            if bad.any() or not np.all(np.isfinite(theta_host)):
+                first_bad = rec_start + int(np.argmax(bad)) if bad.any() else rec
+                bad_step = (int(record_steps[first_bad]) if first_bad < n_records
+                            else state.step + done + block)
+                raise DivergenceError(
+                    f"non-finite θ or U on the GPU by step {bad_step} (checked once per "
+                    f"{steps_per_sync} steps; step_size={h} may be too large); the last "
+                    f"good state is step {good_state.step}", bad_step, good_state,
+                    partial(rec_start))
+            done += block
+            if bar is not None:
+                bar.update(block)
+    finally:
+        if bar is not None:
+            bar.close()
 
     final = current_state(state.step + n_steps)
     observables = {"step": record_steps, "energy": energy}

@@ -259,3 +259,155 @@ def test_mnist_perceptron_gradient_descent_reaches_90_percent():
     elapsed = time.perf_counter() - start
     print(f"MNIST perceptron GD: {steps} steps, test accuracy {accuracy:.4f}, {elapsed:.1f} s")
     assert accuracy >= 0.90
+
+
+# -- the blocked kernel (thermo.networks.kernels): blocks of BLOCK_ROWS rows,
+# 8-wide micro-kernels, lists of active (non-zero) inputs, parallel chunks
+
+_ACT = {"linear": (lambda z: z, lambda a: np.ones_like(a)),
+        "relu": (lambda z: np.maximum(z, 0), lambda a: (a > 0).astype(float)),
+        "tanh": (np.tanh, lambda a: 1 - a * a),
+        "sigmoid": (lambda z: 1 / (1 + np.exp(-z)), lambda a: a * (1 - a)),
+        "softplus": (lambda z: np.logaddexp(0, z), lambda a: -np.expm1(-a))}
+
+
+def _reference_per_example(net, theta, X, y):
+    """Per-example losses and gradients (n, n_params) of a linear-output
+    cross-entropy network, by plain NumPy backpropagation."""
+    layers = net.unflatten(theta)
+    names = list(net.activations) + ["linear"]
+    outs = [X]
+    for (W, b), name in zip(layers, names):
+        outs.append(_ACT[name][0](outs[-1] @ W + b))
+    o = outs[-1]
+    lse = np.logaddexp.reduce(o, axis=1)
+    losses = lse - o[np.arange(len(y)), y]
+    d = np.exp(o - lse[:, None])
+    d[np.arange(len(y)), y] -= 1
+    grads = np.empty((len(y), net.n_params))
+    for l in range(net.depth - 1, -1, -1):
+        lay = net.layout[l]
+        gw = outs[l][:, :, None] * d[:, None, :]
+        grads[:, lay.weight_offset:lay.bias_offset] = gw.reshape(len(y), -1)
+        grads[:, lay.bias_offset:lay.bias_offset + lay.bias_size] = d
+        if l > 0:
+            d = (d @ layers[l][0].T) * _ACT[names[l - 1]][1](outs[l])
+    return losses, grads
+
+
+def _sparse_inputs(rng, n, n_in):
+    """Inputs with ~70 % zeros and some all-zero columns, like MNIST pixels."""
+    X = rng.normal(size=(n, n_in)) * (rng.random((n, n_in)) < 0.3)
+    X[:, ::5] = 0.0
+    return X
+
+
+@pytest.mark.parametrize("sizes", [[3, 1, 2], [1, 2], [20, 17, 9, 3], [37, 8, 16, 2],
+                                   [50, 33, 1, 2]])
+@pytest.mark.parametrize("n_rows", [1, 7, 16, 17, 50, 101])
+def test_blocked_kernel_matches_numpy_backprop(sizes, n_rows):
+    """Row counts that are not multiples of the block (1, 7, 17, 50, 101
+    rows), widths that are not multiples of the 8-wide micro-kernels (1, 3,
+    9, 17, 33), width-1 layers, sparse inputs."""
+    rng = np.random.default_rng(n_rows + 100 * len(sizes) + sizes[0])
+    for hidden in HIDDEN:
+        net = MLP(sizes, activation=hidden)
+        X = _sparse_inputs(rng, n_rows, sizes[0])
+        y = rng.integers(0, sizes[-1], n_rows)
+        theta = rng.normal(scale=0.5, size=net.n_params)
+        losses, grads = _reference_per_example(net, theta, X, y)
+        value, grad = net.loss_and_grad(theta, X, y)
+        assert value == pytest.approx(losses.mean(), rel=1e-12), hidden
+        np.testing.assert_allclose(grad, grads.mean(axis=0), rtol=1e-10, atol=1e-13,
+                                   err_msg=hidden)
+
+
+@pytest.mark.parametrize("n_rows", [1, 2, 16, 37, 200])
+def test_blocked_kernel_per_example_variance(n_rows):
+    """CCAdL mode: sample variance of the per-example gradients (NaN for one
+    row), against the NumPy per-example gradients."""
+    from thermo.networks import kernels as k
+    from thermo.networks.mlp import prepare_data
+    rng = np.random.default_rng(n_rows)
+    net = MLP([30, 12, 9, 4], activation=["relu", "tanh"])
+    X = _sparse_inputs(rng, n_rows, 30)
+    y = rng.integers(0, 4, n_rows)
+    theta = rng.normal(scale=0.5, size=net.n_params)
+    X, y_int, y_float, label_code = prepare_data(net, X, y)
+    grad = np.empty(net.n_params)
+    var = np.empty(net.n_params)
+    total = k.evaluate(k.MODE_LOSS, theta, X, np.arange(n_rows), y_int, y_float, *net._codes,
+                       label_code, 2.0, 0.5, np.int64(1), grad, np.int64(1), 3.0, var,
+                       *net._work)
+    losses, grads = _reference_per_example(net, theta, X, y)
+    assert total == pytest.approx(losses.sum(), rel=1e-12)
+    np.testing.assert_allclose(grad, 2.0 * grads.sum(axis=0) + 0.5 * theta, rtol=1e-10,
+                               atol=1e-12)
+    if n_rows == 1:
+        assert np.isnan(var).all()
+    else:
+        ref = 3.0 * grads.var(axis=0, ddof=1)
+        np.testing.assert_allclose(var, ref, rtol=1e-7, atol=1e-10 * ref.max())
+
+
+def test_blocked_kernel_is_deterministic_and_thread_count_independent():
+    """Bit-identical results on repeated calls, and for 1 or all threads
+    (chunks are fixed by the work buffers, not by the current thread count)."""
+    import numba
+    rng = np.random.default_rng(9)
+    net = MLP([60, 25, 10], activation="tanh")
+    X = _sparse_inputs(rng, 300, 60)
+    y = rng.integers(0, 10, 300)
+    theta = net.init(1)
+    first = net.loss_and_grad(theta, X, y)
+    again = net.loss_and_grad(theta, X, y)
+    assert first[0] == again[0] and np.array_equal(first[1], again[1])
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        serial = net.loss_and_grad(theta, X, y)
+    finally:
+        numba.set_num_threads(threads)
+    assert first[0] == serial[0] and np.array_equal(first[1], serial[1])
+
+
+def test_blocked_kernel_accuracy_forward_and_nan():
+    rng = np.random.default_rng(4)
+    net = MLP([23, 17, 5], activation="relu")
+    X = _sparse_inputs(rng, 45, 23)
+    y = rng.integers(0, 5, 45)
+    theta = net.init(2)
+    o = _reference_forward(net, theta, X)
+    np.testing.assert_allclose(net.forward(theta, X), o, rtol=1e-12, atol=1e-14)
+    assert net.accuracy(theta, X, y) == pytest.approx(np.mean(o.argmax(axis=1) == y))
+    # NaN in theta is refused up front; a NaN reaching the kernel propagates
+    from thermo.networks import kernels as k
+    from thermo.networks.mlp import prepare_data
+    bad = theta.copy()
+    bad[net.layout[1].bias_offset] = np.nan
+    Xc, y_int, y_float, code = prepare_data(net, X, y)
+    grad = np.empty_like(theta)
+    total = k.evaluate(k.MODE_LOSS, bad, Xc, np.arange(45), y_int, y_float, *net._codes, code,
+                       1.0, 0.0, np.int64(1), grad, np.int64(0), 0.0, grad, *net._work)
+    assert np.isnan(total) and np.isnan(grad).any()
+
+
+def test_kernel_refuses_small_work_buffers():
+    from thermo.networks import kernels as k
+    from thermo.networks.mlp import prepare_data
+    net = MLP([6, 5, 3])
+    other = MLP([6, 2, 3])
+    X = np.ones((4, 6))
+    Xc, y_int, y_float, code = prepare_data(net, X, np.zeros(4, int))
+    theta = net.init()
+    grad = np.empty_like(theta)
+    with pytest.raises(ValueError, match="work buffers"):
+        k.evaluate(k.MODE_LOSS, theta, Xc, np.arange(4), y_int, y_float, *net._codes, code,
+                   1.0, 0.0, np.int64(1), grad, np.int64(0), 0.0, grad, *other._work)
+
+
+def test_float32_network_refuses_layers_beyond_exact_integer_range():
+    # the blocked kernel stores input indices in the float work buffer
+    with pytest.raises(ValueError, match="2\\^24"):
+        MLP([2 ** 24 + 1, 2], dtype=np.float32)
+    assert MLP([2 ** 24 + 1, 2], dtype=np.float64).sizes[0] == 2 ** 24 + 1

@@ -63,7 +63,7 @@ class WorkBuffers(NamedTuple):
     """Work arrays of the kernels, one row per possible chunk (thread)."""
     acc: np.ndarray     # (chunks, n_params) gradient sums
     sq: np.ndarray      # (chunks, n_params) sums of squared per-example gradients
-    act: np.ndarray     # (chunks, BLOCK_ROWS * units) layer outputs of a block
+    act: np.ndarray     # (chunks, act_size) a block's layer values and input lists
     d0: np.ndarray      # (chunks, BLOCK_ROWS * widest layer) back-propagated errors
     d1: np.ndarray
     parts: np.ndarray   # (chunks,) float64 per-chunk loss sums / counts
@@ -75,13 +75,12 @@ def work_buffers(net):
     """Fresh kernel work buffers for ``net`` (one set per object that calls
     the kernels, so two objects never share them)."""
     chunks = max(1, numba.config.NUMBA_NUM_THREADS)
-    units = int(sum(net.sizes[1:]))
     width = int(max(net.sizes[1:]))
     dt = net.dtype
     return WorkBuffers(
         acc=np.zeros((chunks, net.n_params), dt),
         sq=np.zeros((chunks, net.n_params), dt),
-        act=np.zeros((chunks, _k.BLOCK_ROWS * units), dt),
+        act=np.zeros((chunks, _k.act_size(net.sizes)), dt),
         d0=np.zeros((chunks, _k.BLOCK_ROWS * width), dt),
         d1=np.zeros((chunks, _k.BLOCK_ROWS * width), dt),
         parts=np.zeros(chunks, np.float64),
@@ -265,6 +264,11 @@ class MLP:
         dtype = np.dtype(dtype)
         if dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
             raise TypeError(f"dtype must be float64 or float32, got {dtype}")
+        if dtype == np.dtype(np.float32) and max(sizes) > 2 ** 24:
+            # the kernel keeps a block's lists of active inputs in its float
+            # work buffer; float32 holds integers exactly only up to 2^24
+            raise ValueError(f"float32 networks support layers of at most 2^24 units, "
+                             f"got {max(sizes)}")
 
         self.sizes = tuple(sizes)
         self.activations = tuple(hidden)

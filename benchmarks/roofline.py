@@ -22,7 +22,7 @@ shared).  ``--json PATH`` also writes the numbers.
 
 Usage::
 
-    python benchmarks/roofline.py [--repeat 7] [--threads N] [--json out.json]
+    python benchmarks/roofline.py [--repeat 7] [--threads N] [--fast-only] [--json out.json]
 """
 from __future__ import annotations
 
@@ -87,8 +87,9 @@ def measure_machine(repeat):
             "gemm_GFLOPs_float32": rates["float32"] / 1e9}
 
 
-def kernels(X8, y):
-    """(name, input bytes, callable) for each full-batch gradient kernel."""
+def kernels(X8, y, general=True):
+    """(name, input bytes, callable) for each full-batch gradient kernel
+    (``general=False``: the fast perceptron kernels only)."""
     from thermo.networks import fast_perceptron as fp
     n, d = X8.shape
     rows = np.arange(n, dtype=np.int64)
@@ -106,6 +107,8 @@ def kernels(X8, y):
         def call(X=X, scale=scale, th=th, work=work, grad=grad):
             fp.perceptron_loss_grad(th, X, y, rows, 1.0, 0.0, scale, grad, work)
         out.append((name, X.nbytes, call))
+    if not general:
+        return out
     try:
         from thermo.networks import MLP
         for dtype, X in ((np.float64, X64), (np.float32, X32)):
@@ -125,6 +128,8 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--fast-only", action="store_true",
+                        help="time only the fast perceptron kernels (not MLP.loss_and_grad)")
     args = parser.parse_args(argv)
     if args.threads:
         numba.set_num_threads(args.threads)
@@ -146,7 +151,7 @@ def main(argv=None):
     print(header)
     print("-" * len(header))
     rows = []
-    for name, nbytes, call in kernels(X8, y):
+    for name, nbytes, call in kernels(X8, y, general=not args.fast_only):
         t, cpu = best(call, args.repeat, cpu=True)
         peak = machine["gemm_GFLOPs_float32" if "float32" in name else
                        "gemm_GFLOPs_float64"] * 1e9

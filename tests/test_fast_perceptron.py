@@ -131,3 +131,101 @@ def test_baoab_steps_match_numpy_reference():
     assert np.abs(theta - t).max() < 1e-12
     assert np.abs(p - q).max() < 1e-12
     assert np.abs(grad - g).max() < 1e-10 * np.abs(g).max()
+
+
+# Shapes around the kernel's blocking: rows in register blocks of fp.BLOCK and
+# row blocks of fp.ROWS, classes in pairs (odd C leaves one), gradient columns
+# in register tiles of 16 (float64) or 32 (float32) with a remainder.
+@pytest.mark.parametrize("n_rows", [1, 3, 5, fp.ROWS - 1, fp.ROWS + 1, 2 * fp.ROWS + 7])
+@pytest.mark.parametrize("d, c", [(1, 1), (3, 2), (17, 3), (33, 5), (64, 10), (70, 7)])
+def test_blocking_edge_cases_match_reference(n_rows, d, c):
+    X8, y, theta = _data(n=80, d=d, c=c, seed=d + c)
+    X = X8 / 255.0
+    rows = np.random.default_rng(n_rows).integers(0, 80, n_rows)
+    l0, g0 = fp.reference_loss_grad(theta, X, y, rows, 1.5, 0.2)
+    for n_threads in (1, 3):
+        work = fp.make_work(d, c, np.float64, n_threads=n_threads)
+        l1, g1 = fp.perceptron_loss_grad(theta, X, y, rows, 1.5, 0.2, work=work)
+        assert abs(l1 - l0) <= 1e-12 * abs(l0)
+        assert np.abs(g1 - g0).max() <= 1e-12 * np.abs(g0).max()
+    # uint8 rows expanded into the buffer, and the float32 kernels
+    l2, g2 = fp.perceptron_loss_grad(theta, X8, y, rows, 1.5, 0.2, 1 / 255)
+    assert abs(l2 - l0) <= 1e-12 * abs(l0)
+    assert np.abs(g2 - g0).max() <= 1e-12 * np.abs(g0).max()
+    l3, g3 = fp.perceptron_loss_grad(theta.astype(np.float32), X.astype(np.float32), y, rows,
+                                     1.5, 0.2)
+    assert abs(l3 - l0) <= 2e-6 * abs(l0)
+    assert np.abs(g3 - g0).max() <= 2e-6 * np.abs(g0).max()
+
+
+def test_scaled_float64_rows_use_the_buffer():
+    """float64 rows with input_scale != 1 are scaled into the row buffer;
+    input_scale == 1 reads X in place: same numbers either way."""
+    X8, y, theta = _data(n=90, d=40, c=6)
+    X = X8 / 255.0
+    l0, g0 = fp.reference_loss_grad(theta, X, y, None, 1.0, 0.0, 0.5)
+    l1, g1 = fp.perceptron_loss_grad(theta, X, y, None, 1.0, 0.0, 0.5)
+    assert abs(l1 - l0) <= 1e-12 * abs(l0)
+    assert np.abs(g1 - g0).max() <= 1e-12 * np.abs(g0).max()
+    l2, g2 = fp.perceptron_loss_grad(theta, X * 0.5, y)
+    assert abs(l2 - l1) <= 1e-12 * abs(l1)
+    assert np.abs(g2 - g1).max() <= 1e-12 * np.abs(g1).max()
+
+
+def test_results_are_bitwise_reproducible():
+    X8, y, theta = _data(n=300, d=50, c=7)
+    X = X8 / 255.0
+    rows = np.random.default_rng(3).integers(0, 300, 257)
+    work = fp.make_work(50, 7, np.float64, n_threads=2)
+    l1, g1 = fp.perceptron_loss_grad(theta, X, y, rows, work=work)
+    g1 = g1.copy()
+    for _ in range(3):
+        l2, g2 = fp.perceptron_loss_grad(theta, X, y, rows, work=work)
+        assert l2 == l1
+        assert np.array_equal(g2, g1)
+
+
+def test_non_contiguous_rows_and_empty_rows():
+    X8, y, theta = _data(n=60, d=20, c=3)
+    X = X8 / 255.0
+    rows = np.arange(60)[::3]
+    l0, g0 = fp.reference_loss_grad(theta, X, y, rows, 2.0, 0.1)
+    l1, g1 = fp.perceptron_loss_grad(theta, X, y, rows, 2.0, 0.1)
+    assert abs(l1 - l0) <= 1e-12 * abs(l0)
+    assert np.abs(g1 - g0).max() <= 1e-12 * np.abs(g0).max()
+    l2, g2 = fp.perceptron_loss_grad(theta, X, y, np.array([], np.int64), 2.0, 0.1)
+    assert l2 == 0.0
+    assert np.array_equal(g2, 0.1 * theta)
+
+
+def test_nan_weights_stay_visible():
+    X8, y, theta = _data(n=40, d=20, c=4)
+    theta[3] = np.nan
+    loss, grad = fp.perceptron_loss_grad(theta, X8 / 255.0, y)
+    assert np.isnan(loss)
+    assert np.isnan(grad).any()
+
+
+@pytest.mark.parametrize("dtype, width", [(np.float64, 16), (np.float32, 32)])
+def test_grad_tile_register_kernel(dtype, width):
+    """The LLVM-IR backward tile: G[j, k:k+width] += Σ_r c[r, j] A[ri[r], k:k+width]."""
+    from numba import njit
+
+    @njit
+    def tile(G, ja, jb, A, ri, n, c, k):
+        fp._grad_tile(G, ja, jb, A, ri, n, c, k)
+
+    rng = np.random.default_rng(5)
+    A = rng.normal(size=(20, 3 * width)).astype(dtype)
+    ri = rng.integers(0, 20, 7)
+    c = rng.normal(size=(7, 5)).astype(dtype)
+    G = rng.normal(size=(5, 3 * width + 1)).astype(dtype)
+    expected = G.astype(np.float64)
+    for j in (1, 4):
+        expected[j, width:2 * width] += c[:, j].astype(np.float64) @ A[ri, width:2 * width]
+    tile(G, 1, 4, A, ri, 7, c, width)
+    tol = 1e-13 if dtype == np.float64 else 1e-5
+    assert np.abs(G - expected).max() <= tol * np.abs(expected).max()
+    before = G.copy()
+    tile(G, 1, 4, A, ri, 0, c, width)          # no rows: adds nothing
+    assert np.array_equal(G, before)

@@ -23,23 +23,60 @@ how fast the input rows stream through the cores.  This module provides
 
 Kernel design
 -------------
-Rows are handled in blocks of :data:`BLOCK` = 4.  A block's inputs are
-converted once into a small float buffer (``uint8 -> float`` expansion happens
-here), then each class ``j`` takes one pass over the block with ``W``
-transposed (``Wt[j]`` contiguous): four dot products sharing each load of
-``Wt[j, k]`` (forward), and one fused four-row AXPY into the transposed
-gradient buffer ``G[j]`` (backward).  Both inner loops vectorise (AVX2: 4
-doubles / 8 floats per instruction) with reassociation allowed only there.
-Chunks of rows run in parallel (``prange``), each with its own gradient
-buffer; buffers are summed in a fixed order, so results are reproducible for
-a fixed thread count.  The accumulation type is θ's dtype (float32 θ gives the
-float32 fast path, with float32 rounding in the per-chunk sums).
+Each parallel chunk of rows (``prange``; one gradient buffer per chunk,
+summed in a fixed order, so results are reproducible bit for bit for a fixed
+thread count) is processed in row blocks of up to :data:`ROWS` = 32 rows:
+
+* **rows in place**: when the rows already have θ's float type and
+  ``input_scale == 1`` the kernels read ``X[rows[i]]`` directly; otherwise
+  (``uint8``, float32 rows with a float64 θ, a scale) the block is first
+  converted into a per-chunk buffer.  Copying float64 rows would cost a pass
+  through the cache for nothing.
+* **forward**, in register blocks of :data:`BLOCK` = 4 rows x 2 classes: eight
+  dot products with ``W`` transposed (``Wt[j]`` contiguous) in eight
+  accumulators, six vector loads per eight FMAs.  (One class at a time needs
+  five loads per four FMAs and is load-bound.)  An odd last class uses 4 x 1.
+  The columns go in tiles of 3136 bytes per row (392 float64 or 784 float32
+  columns) so that the 4 rows' tile (12.5 KB) stays in L1 while the class
+  pairs pass over it; whole float64 rows (25 KB) plus two weight rows
+  overflow the 32 KB L1 and every pass would reload the rows from L2.
+  (Shorter float32 tiles measured slower: more horizontal sums per FMA.)
+* **softmax** and the loss per row, giving the coefficients ``p - onehot``.
+* **backward** (float64), a register tile :func:`_grad_tile` per pair of
+  classes and 16 columns: the sums over *all* rows of the block
+  stay in eight AVX2 registers (per row four vector loads, two broadcasts,
+  eight FMAs) and the gradient buffer is read and written once per row block.
+  The earlier design, an AXPY into the gradient for every 4 rows, paid a
+  load and a store of the gradient per four FMAs and ran at half the FMA
+  peak.  The tile is written as LLVM IR (``numba.extending.intrinsic``)
+  because Numba's loop vectoriser only vectorises innermost loops (here the
+  loop over rows) and its SLP vectoriser is off by default.  Remaining
+  columns (``D`` not a multiple of 16) and an odd last class use plain
+  loops.  For float32 θ the backward stays a four-row AXPY per class (8
+  lanes per FMA make the gradient traffic cheap; it measured faster than the
+  32-column tile, which :func:`_grad_tile` also supports).
+* **prefetch**: rows come from main memory (a random minibatch, or the
+  whole data set), so the next rows' cache lines are prefetched while the
+  current block computes (``llvm.prefetch``): during the forward the next 4
+  rows, during the backward the next row block's first 4 rows and, from L2,
+  the current block's next tile of columns.
+
+A row block of 32 float64 MNIST rows (200 KB) stays in L2 between the
+forward and the backward; ``Wt`` and the gradient buffer (62 KB each) stream
+from L2.  Reassociation is allowed only in the vectorised inner loops
+(``fastmath`` there, never on the softmax), so NaN and inf in θ or the data
+still show in the loss and gradient.  The accumulation type is θ's dtype
+(float32 θ gives the float32 fast path, with float32 rounding in the
+per-chunk sums).
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange
+from numba.core import cgutils, types
+from numba.extending import intrinsic, overload
 
 from thermo.data.minibatch import draw_without_replacement
 
@@ -47,6 +84,7 @@ from thermo import _numba_cache  # noqa: F401  (threading layer before cached ke
 
 __all__ = [
     "BLOCK",
+    "ROWS",
     "perceptron_loss_grad",
     "reference_loss_grad",
     "make_work",
@@ -54,78 +92,374 @@ __all__ = [
     "baoab_steps",
 ]
 
-#: Rows per register block.
+#: Rows per forward register block (4 rows x 2 classes of dot products).
 BLOCK = 4
+#: Rows per row block: the backward accumulates over these in registers.
+ROWS = 32
+#: Bytes per row in a forward column tile (392 float64 or 784 float32 columns).
+KTILE_BYTES = 3136
 #: Fewest rows worth a parallel chunk of their own.
 MIN_CHUNK_ROWS = 32
 # Reassociation (for vectorised reductions) and FMA contraction only; NaN and
 # inf keep their IEEE meaning so divergence stays detectable.
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
 
+_I64 = ir.IntType(64)
+
+
+def _llvm_vector(dtype):
+    """(scalar type, AVX2 vector type, its name suffix) for float64/float32."""
+    if dtype == types.float64:
+        return ir.DoubleType(), ir.VectorType(ir.DoubleType(), 4), "v4f64"
+    return ir.FloatType(), ir.VectorType(ir.FloatType(), 8), "v8f32"
+
+
+def _vector_load(builder, ptr, vty, align):
+    v = builder.load(builder.bitcast(ptr, vty.as_pointer()))
+    v.align = align
+    return v
+
+
+def _splat(builder, x, vty):
+    undef = ir.Constant(vty, ir.Undefined)
+    mask = ir.Constant(ir.VectorType(ir.IntType(32), vty.count), [0] * vty.count)
+    return builder.shuffle_vector(builder.insert_element(undef, x, _I64(0)), undef, mask)
+
+
+@intrinsic
+def _prefetch(typingctx, arr, i, k):
+    """Software prefetch of ``arr[i, k]`` into the caches (no fault, no result)."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 2):
+        return None
+    sig = types.void(arr, i, k)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, signature.args[0], ary,
+                                       [args[1], args[2]], wraparound=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+            "llvm.prefetch.p0i8")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@intrinsic
+def _grad_tile(typingctx, G, ja, jb, A, ri, n, c, k):
+    """``G[j, k:k+K] += Σ_{r<n} c[r, j] A[ri[r], k:k+K]`` for ``j = ja, jb``.
+
+    The backward register tile (``K`` = :func:`_kblock`: 16 float64 or 32
+    float32 columns, four AVX2 vectors), written as LLVM IR because Numba's
+    loop vectoriser only vectorises innermost loops: here the loop runs over
+    the rows and the 2 x K sums stay in eight registers for all of them (per
+    row: four vector loads, two broadcasts, eight FMAs; ``G`` is read and
+    written once per row block instead of once per row).  ``A``, ``G`` and
+    ``c`` are C-contiguous arrays of one float type; ``k + K <= A.shape[1]``
+    is the caller's job (not checked).
+    """
+    if not all(isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C"
+               and a.dtype in (types.float64, types.float32) for a in (G, A, c)):
+        return None
+    if not G.dtype == A.dtype == c.dtype:
+        return None
+    if not (isinstance(ri, types.Array) and ri.ndim == 1 and ri.dtype == types.int64):
+        return None
+    sig = types.void(G, ja, jb, A, ri, n, c, k)
+
+    def codegen(context, builder, signature, args):
+        tG, _, _, tA, tri, _, tc, _ = signature.args
+        g_, ja_, jb_, a_, ri_, n_, c_, k_ = args
+        i8p = ir.IntType(8).as_pointer()
+        arrays = []
+        for ty, val in ((tG, g_), (tA, a_), (tri, ri_), (tc, c_)):
+            ary = context.make_array(ty)(context, builder, val)
+            stride = cgutils.unpack_tuple(builder, ary.strides, ty.ndim)[0]
+            arrays.append((builder.bitcast(ary.data, i8p), stride))
+        (g_base, g_stride), (a_base, a_stride), (r_base, r_stride), (c_base, c_stride) = arrays
+        ety, vty, suffix = _llvm_vector(tA.dtype)
+        size = _I64(tA.dtype.bitwidth // 8)
+        kbytes = builder.mul(k_, size)
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty, vty, vty]), "llvm.fma." + suffix)
+        zero = ir.Constant(vty, [0.0] * vty.count)
+        entry = builder.block
+        loop = builder.append_basic_block("grad_tile.rows")
+        done = builder.append_basic_block("grad_tile.done")
+        builder.cbranch(builder.icmp_signed(">", n_, _I64(0)), loop, done)
+        builder.position_at_end(loop)
+        r = builder.phi(_I64)
+        acc = [builder.phi(vty) for _ in range(8)]
+        r.add_incoming(_I64(0), entry)
+        for a in acc:
+            a.add_incoming(zero, entry)
+        row = builder.load(builder.bitcast(builder.gep(r_base, [builder.mul(r, r_stride)]),
+                                           _I64.as_pointer()))
+        x_ptr = builder.gep(a_base, [builder.add(builder.mul(row, a_stride), kbytes)])
+        xs = [_vector_load(builder, builder.gep(x_ptr, [_I64(32 * q)]), vty, size.constant)
+              for q in range(4)]
+        c_row = builder.gep(c_base, [builder.mul(r, c_stride)])
+        coef = [_splat(builder, builder.load(builder.bitcast(
+            builder.gep(c_row, [builder.mul(j, size)]), ety.as_pointer())), vty)
+            for j in (ja_, jb_)]
+        new = [builder.call(fma, [coef[q // 4], xs[q % 4], acc[q]]) for q in range(8)]
+        r_next = builder.add(r, _I64(1))
+        tail = builder.block
+        r.add_incoming(r_next, tail)
+        for a, v in zip(acc, new):
+            a.add_incoming(v, tail)
+        builder.cbranch(builder.icmp_signed("<", r_next, n_), loop, done)
+        builder.position_at_end(done)
+        totals = []
+        for q in range(8):
+            total = builder.phi(vty)
+            total.add_incoming(zero, entry)
+            total.add_incoming(new[q], tail)
+            totals.append(total)
+        for half, j in enumerate((ja_, jb_)):
+            g_ptr = builder.gep(g_base, [builder.add(builder.mul(j, g_stride), kbytes)])
+            for q in range(4):
+                total = totals[4 * half + q]
+                p = builder.gep(g_ptr, [_I64(32 * q)])
+                old = _vector_load(builder, p, vty, size.constant)
+                st = builder.store(builder.fadd(old, total), builder.bitcast(p, vty.as_pointer()))
+                st.align = size.constant
+        return context.get_dummy_value()
+    return sig, codegen
+
 
 @njit(cache=True, fastmath=_FAST)
-def _dot4(xr, w, z, j):
-    """``z[r, j] = xr[r] . w`` for the four rows of the block."""
+def _dot42(x0, x1, x2, x3, wa, wb, z, t, ja):
+    """``z[t + r, ja] += x_r . wa`` and ``z[t + r, ja + 1] += x_r . wb`` for r < 4.
+
+    4 rows x 2 classes: six vector loads per eight FMAs in eight independent
+    accumulators (fits the 16 AVX2 registers)."""
+    zero = wa[0] - wa[0]
+    a0 = zero
+    a1 = zero
+    a2 = zero
+    a3 = zero
+    b0 = zero
+    b1 = zero
+    b2 = zero
+    b3 = zero
+    for k in range(wa.size):
+        u = wa[k]
+        v = wb[k]
+        t0 = x0[k]
+        t1 = x1[k]
+        t2 = x2[k]
+        t3 = x3[k]
+        a0 += t0 * u
+        a1 += t1 * u
+        a2 += t2 * u
+        a3 += t3 * u
+        b0 += t0 * v
+        b1 += t1 * v
+        b2 += t2 * v
+        b3 += t3 * v
+    z[t, ja] += a0
+    z[t + 1, ja] += a1
+    z[t + 2, ja] += a2
+    z[t + 3, ja] += a3
+    z[t, ja + 1] += b0
+    z[t + 1, ja + 1] += b1
+    z[t + 2, ja + 1] += b2
+    z[t + 3, ja + 1] += b3
+
+
+@njit(cache=True, fastmath=_FAST)
+def _dot41(x0, x1, x2, x3, w, z, t, j):
+    """``z[t + r, j] += x_r . w`` for r < 4 (the last class when C is odd)."""
     zero = w[0] - w[0]
     a0 = zero
     a1 = zero
     a2 = zero
     a3 = zero
-    x0 = xr[0]
-    x1 = xr[1]
-    x2 = xr[2]
-    x3 = xr[3]
     for k in range(w.size):
-        wk = w[k]
-        a0 += x0[k] * wk
-        a1 += x1[k] * wk
-        a2 += x2[k] * wk
-        a3 += x3[k] * wk
-    z[0, j] = a0
-    z[1, j] = a1
-    z[2, j] = a2
-    z[3, j] = a3
+        u = w[k]
+        a0 += x0[k] * u
+        a1 += x1[k] * u
+        a2 += x2[k] * u
+        a3 += x3[k] * u
+    z[t, j] += a0
+    z[t + 1, j] += a1
+    z[t + 2, j] += a2
+    z[t + 3, j] += a3
 
 
 @njit(cache=True, fastmath=_FAST)
-def _axpy4(g, xr, r0, r1, r2, r3):
-    """``g[:D] += r0 xr[0] + r1 xr[1] + r2 xr[2] + r3 xr[3]``."""
-    x0 = xr[0]
-    x1 = xr[1]
-    x2 = xr[2]
-    x3 = xr[3]
-    for k in range(x0.size):
-        g[k] += r0 * x0[k] + r1 * x1[k] + r2 * x2[k] + r3 * x3[k]
+def _axpy(g, x, a):
+    """``g += a x`` (the last class's gradient when C is odd)."""
+    for k in range(g.size):
+        g[k] += a * x[k]
+
+
+@njit(cache=True)
+def _prefetch_rows(X, rows, lo, hi, k0, k1):
+    """Prefetch the cache lines of ``X[rows[lo:hi], k0:k1]``."""
+    step = max(1, 64 // X.itemsize)
+    for q in range(lo, hi):
+        i = rows[q]
+        for k in range(k0, k1, step):
+            _prefetch(X, i, k)
+
+
+@njit(cache=True)
+def _convert_rows(X, input_scale, rows, s0, nr, xr):
+    D = X.shape[1]
+    for r in range(nr):
+        i = rows[s0 + r]
+        for k in range(D):
+            xr[r, k] = X[i, k] * input_scale
+
+
+def _row_block(X, input_scale, rows, s0, nr, xr, ident):
+    """Rows ``rows[s0:s0+nr]`` of ``X * input_scale`` as ``(A, ri)``: row r is
+    ``A[ri[r]]``, of θ's dtype (compiled per dtype pair, see the overload)."""
+
+
+@overload(_row_block)
+def _row_block_impl(X, input_scale, rows, s0, nr, xr, ident):
+    if X.dtype == xr.dtype:
+        # same float type: use X's rows in place unless they must be scaled
+        # (saves a copy of every row through the cache)
+        def impl(X, input_scale, rows, s0, nr, xr, ident):
+            if input_scale == 1:
+                return X, rows[s0:s0 + nr]
+            _convert_rows(X, input_scale, rows, s0, nr, xr)
+            return xr, ident[:nr]
+    else:
+        # uint8 (or float32 rows for a float64 θ): expand into the buffer
+        def impl(X, input_scale, rows, s0, nr, xr, ident):
+            _convert_rows(X, input_scale, rows, s0, nr, xr)
+            return xr, ident[:nr]
+    return impl
+
+
+@njit(cache=True)
+def _backward_columns(G, A, ri, nr, z, k0):
+    """Gradient columns ``k0:D`` (those after the last whole register tile),
+    one vectorised AXPY per row and class."""
+    C = G.shape[0]
+    D = A.shape[1]
+    if k0 >= D:
+        return
+    for j in range(C):
+        g = G[j, k0:D]
+        for r in range(nr):
+            _axpy(g, A[ri[r], k0:D], z[r, j])
+
+
+def _backward(G, A, ri, nr, z, X, rows, nxt, stop):
+    """Add ``Σ_{r<nr} z[r, j] A[ri[r], :]`` into ``G[j, :D]`` for every class
+    j: register tiles of :func:`_grad_tile` (class pairs), then the odd
+    class and the last columns; prefetches the first rows ``rows[nxt:stop]``
+    of the next row block."""
+
+
+@njit(cache=True, fastmath=_FAST)
+def _axpy4(g, x0, x1, x2, x3, a0, a1, a2, a3):
+    """``g += a0 x0 + a1 x1 + a2 x2 + a3 x3``."""
+    for k in range(g.size):
+        g[k] += a0 * x0[k] + a1 * x1[k] + a2 * x2[k] + a3 * x3[k]
+
+
+@overload(_backward)
+def _backward_impl(G, A, ri, nr, z, X, rows, nxt, stop):
+    if A.dtype == types.float32:
+        # float32: a four-row AXPY per class measured faster than the
+        # register tile (8 lanes per FMA make the gradient traffic cheap)
+        def impl32(G, A, ri, nr, z, X, rows, nxt, stop):
+            C = G.shape[0]
+            D = A.shape[1]
+            zero = z[0, 0] - z[0, 0]
+            for t in range(0, nr, BLOCK):
+                last = nr - 1
+                x0 = A[ri[t]]
+                x1 = A[ri[min(t + 1, last)]]
+                x2 = A[ri[min(t + 2, last)]]
+                x3 = A[ri[min(t + 3, last)]]
+                for j in range(C):
+                    a1 = z[t + 1, j] if t + 1 < nr else zero
+                    a2 = z[t + 2, j] if t + 2 < nr else zero
+                    a3 = z[t + 3, j] if t + 3 < nr else zero
+                    _axpy4(G[j, :D], x0, x1, x2, x3, z[t, j], a1, a2, a3)
+        return impl32
+    kblock = 128 // (A.dtype.bitwidth // 8)     # four AVX2 vectors of columns
+
+    def impl(G, A, ri, nr, z, X, rows, nxt, stop):
+        C = G.shape[0]
+        D = A.shape[1]
+        d_tiles = D - D % kblock
+        n_pf = min(BLOCK, stop - nxt)
+        for k in range(0, d_tiles, kblock):
+            # the next row block's first rows arrive while this one computes;
+            # this block's next columns come from L2 into L1 before use
+            _prefetch_rows(X, rows, nxt, nxt + n_pf, k, k + kblock)
+            _prefetch_rows(A, ri, 0, nr, k + kblock, min(D, k + 2 * kblock))
+            for j in range(0, C - 1, 2):
+                _grad_tile(G, j, j + 1, A, ri, nr, z, k)
+        if C % 2 == 1:
+            j = C - 1
+            for r in range(nr):
+                _axpy(G[j, :d_tiles], A[ri[r], :d_tiles], z[r, j])
+        _backward_columns(G, A, ri, nr, z, d_tiles)
+    return impl
 
 
 @njit(cache=True)
 def _rows(X, input_scale, y, rows, start, stop, theta, Wt, G, xr, z):
     """Loss sum of ``rows[start:stop]``; adds the gradient (transposed, with
-    the bias gradient in column D) into ``G`` (C x (D + 1))."""
+    the bias gradient in column D) into ``G`` (C x (D + 1)).  Row blocks of
+    up to ``xr.shape[0]`` rows: forward in 4-row register blocks, softmax,
+    then the backward register tiles over the whole row block."""
     D = X.shape[1]
     C = Wt.shape[0]
     off = D * C
+    R = xr.shape[0]     # a multiple of BLOCK
+    kt = KTILE_BYTES // Wt.itemsize
+    ident = np.arange(R)
     loss = 0.0
-    for s in range(start, stop, BLOCK):
-        nb = min(BLOCK, stop - s)
-        for r in range(BLOCK):
-            if r < nb:
-                i = rows[s + r]
-                for k in range(D):
-                    xr[r, k] = X[i, k] * input_scale
-            else:
-                for k in range(D):
-                    xr[r, k] = 0.0
-        for j in range(C):
-            _dot4(xr, Wt[j], z, j)
-        for r in range(nb):
-            for j in range(C):
-                z[r, j] += theta[off + j]
+    for s0 in range(start, stop, R):
+        nr = min(R, stop - s0)
+        A, ri = _row_block(X, input_scale, rows, s0, nr, xr, ident)
+        # forward: logits of 4 rows at a time (the last block repeats its
+        # last row; the extra logits are never read)
+        for t in range(0, nr, BLOCK):
+            last = nr - 1
+            x0 = A[ri[t]]
+            x1 = A[ri[min(t + 1, last)]]
+            x2 = A[ri[min(t + 2, last)]]
+            x3 = A[ri[min(t + 3, last)]]
+            for r in range(t, t + BLOCK):
+                for j in range(C):
+                    z[r, j] = theta[off + j]
+            # rows of the next block of X (from memory) while these compute
+            lo = s0 + t + BLOCK
+            hi = min(lo + BLOCK, stop)
+            # column tiles: the 4 rows' tile (12.5 KB) stays in L1 while the
+            # class pairs pass over it (whole rows, 25 KB, plus two weight
+            # rows would not fit, and every pass would reload x from L2)
+            for k0 in range(0, D, kt):
+                k1 = min(D, k0 + kt)
+                _prefetch_rows(X, rows, lo, hi, k0, k1)
+                y0 = x0[k0:k1]
+                y1 = x1[k0:k1]
+                y2 = x2[k0:k1]
+                y3 = x3[k0:k1]
+                for j in range(0, C - 1, 2):
+                    _dot42(y0, y1, y2, y3, Wt[j, k0:k1], Wt[j + 1, k0:k1], z, t, j)
+                if C % 2 == 1:
+                    _dot41(y0, y1, y2, y3, Wt[C - 1, k0:k1], z, t, C - 1)
+        for r in range(nr):
             m = z[r, 0]
             for j in range(1, C):
                 if z[r, j] > m:
                     m = z[r, j]
-            label = y[rows[s + r]]
+            label = y[rows[s0 + r]]
             # logsumexp - z[label] from the logit itself: log(softmax[label])
             # would be -inf once exp(z[label] - m) underflows
             z_label = z[r, label]
@@ -139,16 +473,12 @@ def _rows(X, input_scale, y, rows, start, stop, theta, Wt, G, xr, z):
             for j in range(C):
                 z[r, j] *= inv
             z[r, label] -= 1.0
-        for r in range(nb, BLOCK):
-            for j in range(C):
-                z[r, j] = 0.0
+        _backward(G, A, ri, nr, z, X, rows, s0 + nr, stop)
         for j in range(C):
-            r0 = z[0, j]
-            r1 = z[1, j]
-            r2 = z[2, j]
-            r3 = z[3, j]
-            _axpy4(G[j], xr, r0, r1, r2, r3)
-            G[j, D] += r0 + r1 + r2 + r3
+            acc = z[0, j] - z[0, j]
+            for r in range(nr):
+                acc += z[r, j]
+            G[j, D] += acc
     return loss
 
 
@@ -182,23 +512,31 @@ def _accumulate(X, input_scale, y, rows, theta, Wt, Gs, xrs, zs, losses, n_chunk
                           zs[c])
 
 
+@njit(cache=True, fastmath=_FAST)
+def _add_rows(dst, src):
+    for k in range(dst.size):
+        dst[k] += src[k]
+
+
 @njit(cache=True)
 def _reduce_gradient(Gs, n_chunks, scale, prior, theta, grad_out):
+    """``grad_out = scale Σ_c Gs[c] (transposed back to θ's layout) + prior θ``.
+
+    The chunk buffers are first summed into ``Gs[0]`` (contiguous, vectorised;
+    chunk order fixed), so the strided transposing pass reads one buffer."""
     C = Gs.shape[1]
     D = Gs.shape[2] - 1
+    for c in range(1, n_chunks):
+        for j in range(C):
+            _add_rows(Gs[0, j], Gs[c, j])
+    G = Gs[0]
     for k in range(D):
         for j in range(C):
-            acc = Gs[0, j, k]
-            for c in range(1, n_chunks):
-                acc += Gs[c, j, k]
             p = k * C + j
-            grad_out[p] = scale * acc + prior * theta[p]
+            grad_out[p] = scale * G[j, k] + prior * theta[p]
     for j in range(C):
-        acc = Gs[0, j, D]
-        for c in range(1, n_chunks):
-            acc += Gs[c, j, D]
         p = D * C + j
-        grad_out[p] = scale * acc + prior * theta[p]
+        grad_out[p] = scale * G[j, D] + prior * theta[p]
 
 
 def make_work(n_in, n_out, dtype=np.float64, n_threads=None):
@@ -217,15 +555,16 @@ def make_work(n_in, n_out, dtype=np.float64, n_threads=None):
     -------
     tuple
         ``(Wt, Gs, xrs, zs, losses)``: transposed weights (C, D), per-chunk
-        gradients (n, C, D + 1), per-chunk row blocks (n, BLOCK, D), logits
-        (n, BLOCK, C) and loss sums (n,).
+        gradients (n, C, D + 1), per-chunk row blocks (n, ROWS, D; used only
+        when rows must be converted or scaled), logits (n, ROWS, C) and loss
+        sums (n,).
     """
     dtype = np.dtype(dtype)
     if n_threads is None:
         n_threads = numba.get_num_threads()
     n_threads = max(1, int(n_threads))
     return (np.empty((n_out, n_in), dtype), np.zeros((n_threads, n_out, n_in + 1), dtype),
-            np.zeros((n_threads, BLOCK, n_in), dtype), np.zeros((n_threads, BLOCK, n_out), dtype),
+            np.zeros((n_threads, ROWS, n_in), dtype), np.zeros((n_threads, ROWS, n_out), dtype),
             np.zeros(n_threads))
 
 

@@ -72,8 +72,8 @@ class PosteriorData(NamedTuple):
     input_scale: np.floating  # 1 in the network dtype (fast kernel's input factor)
     f_wt: np.ndarray        # (n_out, n_in) transposed weights
     f_gs: np.ndarray        # (chunks, n_out, n_in + 1) per-chunk gradients
-    f_xr: np.ndarray        # (chunks, BLOCK, n_in) row blocks
-    f_z: np.ndarray         # (chunks, BLOCK, n_out) logits
+    f_xr: np.ndarray        # (chunks, ROWS, n_in) row blocks
+    f_z: np.ndarray         # (chunks, ROWS, n_out) logits
     f_loss: np.ndarray      # (chunks,) loss sums
 
 

@@ -191,6 +191,26 @@ def test_free_energy_from_bias_well_tempered_and_plain(bias_factor):
     assert bias.c_t == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
+@pytest.mark.parametrize("bias_factor", [10.0, None])
+def test_incremental_ct_equals_grid_sum(bias_factor):
+    """c(t) is updated from running sums over each hill's window; it equals the
+    definition on the whole grid after every hill (past the periodic resum at
+    1024 hills, through the growth of max V, and for hills outside the grid)."""
+    bias = Metadynamics(Linear(np.eye(2)), height=3.0, sigma=[0.1, 0.15], pace=1,
+                        temperature=0.5, bias_factor=bias_factor,
+                        grid=[(-1.0, 1.0, 81), (-1.5, 1.5, 101)], max_hills=2000)
+    rng = np.random.default_rng(0)
+    points = np.concatenate([rng.normal(0.0, 0.2, (1100, 2)), [[5.0, 5.0], [0.9, -1.4]]])
+    gamma = np.inf if bias_factor is None else bias_factor
+    for step, theta in enumerate(points, start=1):
+        bias.update(theta, step)
+        if step % 97 == 0 or step > 1095:
+            a = bias.core.grid[0].ravel() / bias.temperature
+            b = a / gamma
+            expected = (np.logaddexp.reduce(a) - np.logaddexp.reduce(b)) * bias.temperature
+            assert bias.c_t == pytest.approx(expected, rel=1e-11, abs=1e-11), step
+
+
 def test_hills_file_layout_round_trip_and_mismatch(tmp_path):
     bias = dw_bias(bias_factor=10.0, time_step=0.01)
     run_dw(bias, 2_000, seed=4, record_every=1000)
@@ -236,6 +256,62 @@ def test_restart_from_hills_file_and_state_is_bit_identical(tmp_path):
         np.testing.assert_array_equal(second.hills[key], whole.hills[key])
     np.testing.assert_array_equal(second.core.grid, whole.core.grid)
     assert second.c_t == whole.c_t
+
+
+def test_add_hills_snapshot_restore_public_api():
+    """Hills replayed with add_hills, or a snapshot restored, give the bias of
+    the run that deposited them bit for bit, and the run continues identically."""
+    n = 4_000
+    whole = dw_bias(pace=50)
+    run_whole = run_dw(whole, n, seed=6, record_every=10, record_trajectory=True)
+    first = dw_bias(pace=50)
+    run_first = run_dw(first, n // 2, seed=6, record_every=10, record_trajectory=True)
+    hills = first.hills
+    # (a) replay the hills into a small bias: its hill arrays grow
+    replayed = dw_bias(pace=50, max_hills=3)
+    assert replayed.add_hills(hills["centres"], hills["sigmas"], hills["file_heights"],
+                              hills["step"]) is replayed
+    assert replayed.n_hills == len(hills["step"]) == 40
+    np.testing.assert_array_equal(replayed.core.grid, first.core.grid)
+    np.testing.assert_array_equal(replayed.hills["c_t"], hills["c_t"])
+    # (b) snapshot without hills: grid and c(t) only; hills deposited later are listed
+    light = dw_bias(pace=50, max_hills=100).restore(first.snapshot())
+    assert light.n_hills == 0 and light.n_deposited == 40 and light.c_t == first.c_t
+    # (c) snapshot with hills: a full copy
+    full = dw_bias(pace=50).restore(first.snapshot(include_hills=True))
+    for bias in (replayed, light, full):
+        bias.reserve(n // 2)
+        run = thermo.sample(DoubleWell(a=5.0, b=0.5), "baoab", n_steps=n // 2,
+                            step_size=0.01, beta=1.0, friction=1.0, bias=bias,
+                            record_every=10, record_trajectory=True, state=run_first.state)
+        np.testing.assert_array_equal(run.trajectory, run_whole.trajectory[n // 20:])
+        np.testing.assert_array_equal(bias.core.grid, whole.core.grid)
+        assert bias.c_t == whole.c_t
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # inherited hills are no "dropped" hills
+        assert len(light.hills["step"]) == 40
+        np.testing.assert_array_equal(light.hills["centres"], whole.hills["centres"][40:])
+    for bias in (replayed, full):
+        for key in ("step", "centres", "file_heights", "c_t"):
+            np.testing.assert_array_equal(bias.hills[key], whole.hills[key])
+    # the snapshot is a copy, and restore checks compatibility
+    snap = whole.snapshot()
+    snap["grid"][0, 0, 0] += 1.0
+    assert whole.core.grid[0, 0, 0] != snap["grid"][0, 0, 0]
+    with pytest.raises(ValueError, match="grid"):
+        dw_bias(grid=[(-2.5, 2.5, 201)]).restore(snap)
+    with pytest.raises(ValueError, match="bias factor"):
+        dw_bias(bias_factor=5.0).restore(snap)
+    with pytest.raises(TypeError, match="snapshot"):
+        dw_bias().restore(None)
+    with pytest.raises(ValueError, match="centres"):
+        dw_bias().add_hills(np.zeros((2, 2)), 0.1, [1.0, 1.0])
+    with pytest.raises(ValueError, match="sigmas"):
+        dw_bias().add_hills([0.0, 0.1], -0.1, [1.0, 1.0])
+    with pytest.raises(ValueError, match="file_heights"):
+        dw_bias().add_hills([0.0, 0.1], 0.1, [1.0])
+    with pytest.raises(ValueError, match="steps"):
+        dw_bias().add_hills([0.0, 0.1], 0.1, [1.0, 1.0], steps=[0.5, 1])
 
 
 # --- convergence --------------------------------------------------------------
@@ -420,9 +496,11 @@ def test_iterative_workflow_refits_aligns_and_reweights():
     spread_old = np.sqrt(w @ (old - w @ old) ** 2)
     spread_new = np.sqrt(w @ (new - w @ new) ** 2)
     assert spread_new == pytest.approx(spread_old, rel=1e-8)
-    # (no correlation check: the first CV, fitted on basin A only, saturates
-    # outside it, and the refitted leading coordinate was found to be a poor
-    # match on this data set; see the report)
+    # the refit, fitted on both basins, separates them (the first CV, fitted on
+    # basin A only, follows the soft transverse y there and saturates outside:
+    # measured |corr(ψ, sign x)| 0.23 (first) and 0.95 (refit))
+    x_all = result.samples[:, 0]
+    assert abs(np.corrcoef(result.cvs[1](result.samples)[:, 0], np.sign(x_all))[0, 1]) > 0.9
     # both basins visited under the bias, and reweighting recovers F(x)
     x = result.samples[result.round_index > 0, 0]
     assert np.mean(x > 0) > 0.2 and np.mean(x < 0) > 0.2
@@ -434,19 +512,62 @@ def test_iterative_workflow_refits_aligns_and_reweights():
     assert np.sqrt(np.mean((diff - diff.mean()) ** 2)) < 0.5
 
 
+def _workflow_correlations(result):
+    """|corr(ψ_r, sign x)| of every CV on all samples, and corr(ψ_{r−1}, ψ_r) on
+    the samples ψ_r was fitted on (positive when the alignment fixed the sign)."""
+    samples = result.samples
+    sign = np.sign(samples[:, 0])
+    separation = [abs(np.corrcoef(cv(samples)[:, 0], sign)[0, 1]) for cv in result.cvs]
+    successive = []
+    for r in range(1, len(result.cvs)):
+        fitted = samples[result.round_index <= r]
+        successive.append(np.corrcoef(result.cvs[r - 1](fitted)[:, 0],
+                                      result.cvs[r](fitted)[:, 0])[0, 1])
+    return separation, successive
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="open: the unweighted refit of a biased ensemble does not always "
+                          "separate the basins (seed 2: |corr| 0.80, then 0.03)", strict=False)
+def test_workflow_refit_over_rounds():
+    """Three biased rounds, two refits, three seeds: the first refit (fitted on
+    both basins) separates them, and every aligned refit correlates positively
+    with the CV it replaces on the samples it was fitted on (sign alignment).
+
+    Measured (ARPACK eigensolver, before the dense deterministic one):
+    |corr(ψ₁, sign x)| of the first refit 0.958, 0.938 (seeds 0, 1); seed 2 gave
+    0.62 or > 0.9 depending on ARPACK's process-wide random start vector.  With
+    the dense solver seed 2 gives 0.80 (first refit) and 0.03 (second) — the
+    unweighted refit of a biased ensemble can switch to another coordinate once
+    the biased one has been flattened.  Open, hence xfail."""
+    from thermo.bias.workflow import iterative_metadynamics
+    potential = DoubleWell(a=5.0, b=0.5, transverse_stiffness=4.0)
+    for seed in range(3):
+        result = iterative_metadynamics(potential, "baoab", np.array([-1.0, 0.0]), n_rounds=3,
+                                        steps_per_round=100_000, exploration_steps=20_000,
+                                        step_size=0.01, beta=1.0, friction=1.0, seed=seed,
+                                        record_every=20, n_landmarks=200, epsilon="sweep")
+        separation, successive = _workflow_correlations(result)
+        assert separation[1] > 0.9, (seed, separation)
+        assert min(successive) > 0.0, (seed, successive)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["gla2", "overdamped", "ccadl", "sgld"])
 def test_workflow_with_other_langevin_samplers(method):
+    """Exploration, fit, bias, refit, bias again with each Langevin sampler."""
     from thermo.bias.workflow import iterative_metadynamics
     potential = DoubleWell(a=5.0, b=0.5, transverse_stiffness=4.0)
-    step = 0.001 if method == "sgld" else 0.01
-    result = iterative_metadynamics(potential, method, np.array([-1.0, 0.0]), n_rounds=1,
-                                    steps_per_round=200_000, exploration_steps=20_000,
-                                    step_size=step, beta=1.0, friction=1.0, seed=0,
-                                    record_every=20, n_landmarks=200, epsilon=0.1)
-    x = result.samples[result.round_index == 1, 0]
-    assert np.mean(x > 0) > 0.1 and np.mean(x < 0) > 0.1
-    assert result.bias.n_hills == 200_000 // 100
+    result = iterative_metadynamics(potential, method, np.array([-1.0, 0.0]), n_rounds=2,
+                                    steps_per_round=100_000, exploration_steps=20_000,
+                                    step_size=0.01, beta=1.0, friction=1.0, seed=0,
+                                    record_every=20, n_landmarks=200, epsilon="sweep")
+    for r in (1, 2):
+        x = result.samples[result.round_index == r, 0]
+        assert np.mean(x > 0) > 0.1 and np.mean(x < 0) > 0.1, (r, np.mean(x > 0))
+    assert result.bias.n_hills == 100_000 // 100
+    separation, _ = _workflow_correlations(result)
+    assert separation[1] > 0.9, separation
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 from thermo.cli.main import main
 from thermo.walkers.executors import InProcessExecutor, make_executor
 from thermo.walkers.rounds import (HillTable, WalkerEnsemble, WalkerProblem, add_hills,
-                                   build_bias, run_round, walker_seed)
+                                   bias_snapshot, build_bias, run_round, walker_seed)
 
 METAD = ["metad", "--potential", "double-well", "--cv", "coordinates:0", "--cv-range=-2,2",
          "--walkers", "2", "--round-steps", "100", "--steps", "600", "--pace", "10",
@@ -45,6 +45,25 @@ def test_run_round_is_pure():
     assert np.array_equal(first.hills.centres, again.hills.centres)
     assert len(first.hills) == 5 and len(shared) == 0  # input untouched
     assert np.array_equal(first.trajectory, again.trajectory)
+
+
+def test_shared_hills_as_table_or_snapshot_give_the_same_round():
+    import warnings
+
+    problem = _problem()
+    first = run_round(problem, 0, _start(0, 2), 60, HillTable.empty(1))
+    table = first.hills
+    holder = build_bias(problem.metad, len(table))
+    add_hills(holder, table)
+    by_table = run_round(problem, 1, _start(1, 2), 60, table)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no spurious "dropped hills" warning
+        by_snapshot = run_round(problem, 1, _start(1, 2), 60, bias_snapshot(holder))
+    assert np.array_equal(by_table.state.theta, by_snapshot.state.theta)
+    assert np.array_equal(by_table.trajectory, by_snapshot.trajectory)
+    assert len(by_snapshot.hills) == 6
+    for name in ("centres", "sigmas", "heights", "steps", "walkers"):
+        assert np.array_equal(getattr(by_table.hills, name), getattr(by_snapshot.hills, name))
 
 
 def test_threads_are_set_and_restored():

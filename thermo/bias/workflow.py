@@ -169,7 +169,13 @@ def iterative_metadynamics(potential, method="baoab", theta0=None, *, n_rounds=2
         tests the leading eigenvector of the weighted map localised on a few
         heavy landmarks, while the unweighted map of all samples (the flattened,
         well-connected biased ensemble) gave a smooth coordinate over both
-        basins.
+        basins.  Measured on the 2-D double well of the tests (a = 5, b = 0.5,
+        κ_y = 4, 2e4 exploration + 1.5e5 steps per round): |corr(ψ, sign x)| of
+        the refit 0.95 unweighted, 0.94 weighted; with κ_y = 100, 0.97
+        unweighted but 0.50 weighted.  Note that a first CV fitted on one
+        basin only need not resemble the refit (it follows that basin's
+        slowest direction and saturates beyond its landmarks); from the second
+        refit on, successive aligned CVs agree (correlation ≈ 0.95-0.97).
     sampler_options : dict, optional
         Extra keyword arguments of :func:`thermo.sample`.
     callback : callable, optional

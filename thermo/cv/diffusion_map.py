@@ -50,6 +50,10 @@ from thermo.cv.linear import LinearFeatureMap
 
 __all__ = ["DiffusionMapCV"]
 
+#: Landmark counts up to which the eigenpairs are recomputed with a dense,
+#: deterministic eigensolver after pydiffmap's ARPACK call (O(n³): 0.1 s at 500).
+DENSE_EIGEN_LIMIT = 3000
+
 
 class DiffusionMapData(NamedTuple):
     """Kernel data of :class:`DiffusionMapCV` (see the module docstring).
@@ -362,6 +366,11 @@ class DiffusionMapCV(CV):
                                          weight_fxn=weight_fxn)
         try:
             dmap.fit(points)
+            if n <= DENSE_EIGEN_LIMIT:
+                # ARPACK's start vector comes from a random stream that persists
+                # across calls in a process: with close eigenvalues the result
+                # then depends on what ran before.  The dense solver does not.
+                _dense_eigenpairs(dmap, n_coords)
         except Exception as error:            # ARPACK did not converge: dense fallback
             from scipy.sparse.linalg import ArpackNoConvergence
             if not isinstance(error, ArpackNoConvergence):

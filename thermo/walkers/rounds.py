@@ -30,7 +30,6 @@ Numba's thread count is set to ``problem.threads`` inside every task
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from importlib import import_module
 
@@ -234,29 +233,38 @@ def build_bias(metad, n_hills_capacity=1):
 
 def add_hills(bias, table):
     """Deposit the hills of ``table`` into ``bias`` in order (grid and c(t) as
-    if they had been deposited by a sampler).
+    if they had been deposited by a sampler); see
+    :meth:`thermo.bias.Metadynamics.add_hills`.
 
     Parameters
     ----------
     bias : thermo.bias.Metadynamics
     table : HillTable
+
+    Returns
+    -------
+    None
+
+    Examples
+    --------
+    >>> bias = build_bias({"directions": [[1.0]], "centre": [0.0], "names": ["x"],
+    ...                    "height": 0.3, "sigma": [0.2], "pace": 10, "temperature": 1.0,
+    ...                    "bias_factor": None, "grid": [(-2.0, 2.0, 81)], "walls": None,
+    ...                    "wall_kappa": 100.0})
+    >>> table = HillTable(np.array([[-0.5], [0.5]]), np.full((2, 1), 0.2),
+    ...                   np.array([0.3, 0.3]), np.array([10, 20]))
+    >>> add_hills(bias, table)
+    >>> bias.n_hills
+    2
     """
     if len(table) == 0:
         return
-    if hasattr(bias, "add_hills"):
-        bias.add_hills(table.centres, table.sigmas, table.heights, table.steps)
-        return
-    from thermo.bias.metadynamics import _replay_hills
-
-    core = getattr(bias, "core", bias.kernel_data)
-    _replay_hills(core, np.ascontiguousarray(table.centres, dtype=np.float64),
-                  np.ascontiguousarray(table.sigmas, dtype=np.float64),
-                  np.ascontiguousarray(table.heights, dtype=np.float64),
-                  np.ascontiguousarray(table.steps, dtype=np.int64))
+    bias.add_hills(table.centres, table.sigmas, table.heights, table.steps)
 
 
 def bias_snapshot(bias):
-    """The state of a bias that hills change: grid, c(t) and the hill count.
+    """The state of a bias that hills change: grid, c(t) and the hill count
+    (:meth:`thermo.bias.Metadynamics.snapshot`, without the hill list).
 
     Sending this to a walker task costs one grid (instead of replaying every
     hill in every task), and a task that restores it sees exactly the bias
@@ -270,38 +278,44 @@ def bias_snapshot(bias):
     Returns
     -------
     dict
-    """
-    from thermo.bias.metadynamics import N_DEPOSITED
 
-    core = getattr(bias, "core", bias.kernel_data)
-    return {"grid": core.grid.copy(), "state": core.state.copy(),
-            "deposited": int(core.counts[N_DEPOSITED])}
+    Examples
+    --------
+    >>> metad = {"directions": [[1.0]], "centre": [0.0], "names": ["x"], "height": 0.3,
+    ...          "sigma": [0.2], "pace": 10, "temperature": 1.0, "bias_factor": None,
+    ...          "grid": [(-2.0, 2.0, 81)], "walls": None, "wall_kappa": 100.0}
+    >>> bias = build_bias(metad)
+    >>> bias.update(np.array([0.4]), 10)
+    >>> copy = restore_snapshot(build_bias(metad), bias_snapshot(bias))
+    >>> bool(np.array_equal(copy.free_energy()[1], bias.free_energy()[1]))
+    True
+    """
+    return bias.snapshot()
 
 
 def restore_snapshot(bias, snapshot):
-    """Load a :func:`bias_snapshot` into a fresh bias (no stored hills).
+    """Load a :func:`bias_snapshot` into a bias
+    (:meth:`thermo.bias.Metadynamics.restore`).
 
     Parameters
     ----------
     bias : thermo.bias.Metadynamics
     snapshot : dict
-    """
-    from thermo.bias.metadynamics import CACHE_VERSION, N_DEPOSITED
 
-    core = getattr(bias, "core", bias.kernel_data)
-    if core.grid.shape != snapshot["grid"].shape:
-        raise ValueError("bias snapshot does not fit this bias's grid")
-    core.grid[...] = snapshot["grid"]
-    core.state[...] = snapshot["state"]
-    core.counts[N_DEPOSITED] = snapshot["deposited"]
-    core.counts[CACHE_VERSION] = -1
+    Returns
+    -------
+    thermo.bias.Metadynamics
+        ``bias``.
+
+    Examples
+    --------
+    See :func:`bias_snapshot`.
+    """
+    return bias.restore(snapshot)
 
 
 def _hills_after(bias, start, walker):
-    with warnings.catch_warnings():
-        # a restored snapshot counts the shared hills as "deposited, not stored"
-        warnings.simplefilter("ignore", RuntimeWarning)
-        hills = bias.hills
+    hills = bias.hills
     n = hills["step"].shape[0]
     return HillTable(hills["centres"][start:n].copy(), hills["sigmas"][start:n].copy(),
                      hills["file_heights"][start:n].copy(),
@@ -429,11 +443,7 @@ class WalkerEnsemble:
             new_hills = HillTable.concatenate([r.hills for r in results])
             merged = HillTable.concatenate([old, new_hills]).as_dict()
             bias = self._shared[1]
-            # deposit in merge order; the grid takes every hill even when the
-            # hill list of this bias is full (the table above keeps them all)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                add_hills(bias, new_hills)
+            add_hills(bias, new_hills)  # in merge order (the hill list grows as needed)
             self._shared = (len(old) + len(new_hills), bias)
         new_state = {"walkers": [r.state for r in results], "step": state["step"] + n_steps,
                      "hills": merged}

@@ -120,13 +120,18 @@ def run(size="small", seed=0, out=None, plot=True):
         refit_correlation = float(np.corrcoef(old, new)[0, 1])
     unbiased_psi = cv(result.runs[0].trajectory)[:, 0]
     biased_psi = cv(result.runs[-1].trajectory)[:, 0]
-    inside = (axis >= walls[0]) & (axis <= walls[1])
+    # F(ψ) means something only where the biased runs went: beyond that no hill
+    # was deposited, V = 0 and -γ/(γ-1) V is a flat plateau, not a free energy
+    visited_psi = cv(result.samples[result.round_index >= 1])[:, 0]
+    inside = ((axis >= max(walls[0], visited_psi.min()))
+              & (axis <= min(walls[1], visited_psi.max())))
     results = {
         "size": size, "seed": seed, "n_params": net.n_params, "n_data": config["n_data"],
         "epsilon": cv.epsilon, "eigenvalue": float(cv.eigenvalues[0]),
         "n_hills": bias.n_hills,
         "psi_range_unbiased": [float(unbiased_psi.min()), float(unbiased_psi.max())],
         "psi_range_biased": [float(biased_psi.min()), float(biased_psi.max())],
+        "psi_range_visited": [float(visited_psi.min()), float(visited_psi.max())],
         "free_energy_span_kT": float(np.ptp(free_energy[inside]) / temperature),
         "reweighted_vs_bias_rms_kT": consistency,
         "refit_correlation": refit_correlation,

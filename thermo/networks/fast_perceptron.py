@@ -685,24 +685,33 @@ def reference_loss_grad(theta, X, y, rows=None, scale=1.0, prior=0.0, input_scal
 # Fused sampler runs.
 
 @njit(cache=True)
+def _chunk_sum(Gs, n_chunks, q):
+    """``Σ_c Gs[c]`` (chunk order fixed) at θ's index ``q``: θ is W (D x C,
+    row-major) then b, the buffers are transposed with the bias gradient in
+    column D.  Lets a sampler pass reduce the gradient while it updates θ."""
+    C = Gs.shape[1]
+    D = Gs.shape[2] - 1
+    if q < D * C:
+        k = q // C
+        j = q - k * C
+    else:
+        k = D
+        j = q - D * C
+    acc = Gs[0, j, k]
+    for c in range(1, n_chunks):
+        acc += Gs[c, j, k]
+    return acc
+
+
+@njit(cache=True)
 def _sgld_pass(Gs, n_chunks, scale, prior, h, sigma, theta, grad_out, rng):
     """One pass over θ: reduce chunk gradients, add the prior, SGLD update.
     Returns ``(|θ_old|², |∇U|², |noise|²)``."""
-    C = Gs.shape[1]
-    D = Gs.shape[2] - 1
     sq_theta = 0.0
     sq_grad = 0.0
     sq_noise = 0.0
     for p in range(theta.size):
-        if p < D * C:
-            k = p // C
-            j = p - k * C
-        else:
-            k = D
-            j = p - D * C
-        acc = Gs[0, j, k]
-        for c in range(1, n_chunks):
-            acc += Gs[c, j, k]
+        acc = _chunk_sum(Gs, n_chunks, p)
         t = theta[p]
         g = scale * acc + prior * t
         grad_out[p] = g
@@ -780,20 +789,10 @@ def _baoab_pass(Gs, n_chunks, scale, prior, kick, half, c1, c2, theta, momentum,
                 rng):
     """One pass over θ: reduce chunk gradients into ``grad_out`` (+ prior),
     then ``p -= kick g``; A; O; A.  Returns ``|p|²`` after O and ``|θ_old|²``."""
-    C = Gs.shape[1]
-    D = Gs.shape[2] - 1
     sq_p = 0.0
     sq_theta = 0.0
     for q in range(theta.size):
-        if q < D * C:
-            k = q // C
-            j = q - k * C
-        else:
-            k = D
-            j = q - D * C
-        acc = Gs[0, j, k]
-        for c in range(1, n_chunks):
-            acc += Gs[c, j, k]
+        acc = _chunk_sum(Gs, n_chunks, q)
         t = theta[q]
         sq_theta += t * t
         g = scale * acc + prior * t
@@ -809,21 +808,10 @@ def _baoab_pass(Gs, n_chunks, scale, prior, kick, half, c1, c2, theta, momentum,
 
 @njit(cache=True)
 def _final_kick(Gs, n_chunks, scale, prior, half, theta, momentum, grad_out):
-    C = Gs.shape[1]
-    D = Gs.shape[2] - 1
+    """The run's closing B: ``grad_out = ∇U_B(θ)``, ``p -= h/2 grad_out``."""
+    _reduce_gradient(Gs, n_chunks, scale, prior, theta, grad_out)
     for q in range(theta.size):
-        if q < D * C:
-            k = q // C
-            j = q - k * C
-        else:
-            k = D
-            j = q - D * C
-        acc = Gs[0, j, k]
-        for c in range(1, n_chunks):
-            acc += Gs[c, j, k]
-        g = scale * acc + prior * theta[q]
-        grad_out[q] = g
-        momentum[q] -= half * g
+        momentum[q] -= half * grad_out[q]
 
 
 @njit(cache=True)

@@ -33,8 +33,9 @@ from thermo.bias.base import bias_update
 from thermo.samplers._framework import (ChunkResult, register_sampler,
                                         reject_unknown_options, require_positive_friction)
 from thermo.samplers._solvers import (evaluate_force, initial_force, initial_momentum,
-                                      ornstein_uhlenbeck_coefficients, record_bias_weight_log,
-                                      record_observables)
+                                      ornstein_uhlenbeck_coefficients, pair_finite,
+                                      record_bias_weight_log, record_observables)
+from thermo.samplers.noise import standard_normals
 
 __all__ = ["BAOABState", "init", "validate", "run_chunk"]
 
@@ -97,16 +98,18 @@ def baoab_kernel(potential_data, bias_data, theta, momentum, gradient, energy, b
     momentum_new = np.empty_like(momentum)
     gradient_new = np.empty_like(gradient)
     scratch = np.empty(d if record_full_energy else 0, dtype=theta.dtype)
+    xi = np.empty(d)
     rows = 0
     done = 0
     diverged = False
     for n in range(n_steps):
         momentum_squared = 0.0
         noise_squared = 0.0
+        standard_normals(rng, xi)
         for i in range(d):
             p = momentum[i] - half * gradient[i]          # B
             q = theta[i] + half * p                       # A
-            noise = sigma * rng.standard_normal()
+            noise = sigma * xi[i]
             p = c * p + noise                             # O
             momentum_squared += p * p
             noise_squared += noise * noise
@@ -114,11 +117,10 @@ def baoab_kernel(potential_data, bias_data, theta, momentum, gradient, energy, b
             momentum_new[i] = p
         new_energy, new_bias_energy = evaluate_force(potential_data, bias_data, theta_new,
                                                      gradient_new, rng)
-        check = new_energy + new_bias_energy + momentum_squared
         for i in range(d):
             momentum_new[i] -= half * gradient_new[i]     # B
-            check += theta_new[i] + momentum_new[i]
-        if not np.isfinite(check):
+        if not (np.isfinite(new_energy + new_bias_energy + momentum_squared)
+                and pair_finite(theta_new, momentum_new)):
             diverged = True
             break
         theta, theta_new = theta_new, theta

@@ -57,6 +57,7 @@ from thermo.potentials.base import energy_gradient_variance
 from thermo.samplers._framework import ChunkResult, register_sampler, reject_unknown_options
 from thermo.samplers._solvers import (initial_force, initial_momentum, record_bias_weight_log,
                                       record_observables)
+from thermo.samplers.noise import standard_normals
 
 __all__ = ["CCAdLState", "init", "validate", "run_chunk", "ccadl_kernel"]
 
@@ -101,6 +102,7 @@ def ccadl_kernel(potential_data, bias_data, theta, momentum, gradient, variance,
     momentum_new = np.empty_like(momentum)
     gradient_new = np.empty_like(gradient)
     variance_new = np.empty_like(variance)
+    xi = np.empty(d)
     scratch = np.empty(d if record_full_energy else 0, dtype=theta.dtype)
     rows = 0
     done = 0
@@ -114,8 +116,9 @@ def ccadl_kernel(potential_data, bias_data, theta, momentum, gradient, variance,
         momentum_squared = 0.0
         noise_squared = 0.0
         check = new_energy + new_bias_energy
+        standard_normals(rng, xi)
         for i in range(d):
-            noise = sigma * rng.standard_normal()
+            noise = sigma * xi[i]
             damping = correction * variance_new[i] + thermostat
             p = momentum[i] - h * gradient_new[i] - h * damping * momentum[i] + noise
             momentum_new[i] = p

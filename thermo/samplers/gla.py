@@ -39,6 +39,7 @@ from thermo.samplers._framework import (ChunkResult, register_sampler,
 from thermo.samplers._solvers import (evaluate_force, initial_force, initial_momentum,
                                       ornstein_uhlenbeck_coefficients, record_bias_weight_log,
                                       record_observables)
+from thermo.samplers.noise import standard_normals
 
 __all__ = ["GLAState", "init", "gla_kernel"]
 
@@ -78,6 +79,7 @@ def gla_kernel(potential_data, bias_data, theta, momentum, gradient, energy, bia
     theta_new = np.empty_like(theta)
     momentum_new = np.empty_like(momentum)
     gradient_new = np.empty_like(gradient)
+    xi = np.empty(d)
     scratch = np.empty(d if record_full_energy else 0, dtype=theta.dtype)
     rows = 0
     done = 0
@@ -93,19 +95,21 @@ def gla_kernel(potential_data, bias_data, theta, momentum, gradient, energy, bia
                 theta_new[i] = theta[i] + h * p                   # A
             new_energy, new_bias_energy = evaluate_force(potential_data, bias_data,
                                                          theta_new, gradient_new, rng)
+            standard_normals(rng, xi)
             for i in range(d):
                 p = momentum_new[i] - half * gradient_new[i]      # B
-                noise = sigma * rng.standard_normal()
+                noise = sigma * xi[i]
                 p = c * p + noise                                 # O
                 momentum_new[i] = p
                 momentum_squared += p * p
                 noise_squared += noise * noise
                 check += theta_new[i]
         else:
+            standard_normals(rng, xi)
             for i in range(d):
                 p = momentum[i] - h * gradient[i]                 # B
                 theta_new[i] = theta[i] + h * p                   # A
-                noise = sigma * rng.standard_normal()
+                noise = sigma * xi[i]
                 p = c * p + noise                                 # O
                 momentum_new[i] = p
                 momentum_squared += p * p

@@ -74,6 +74,7 @@ from thermo.potentials.base import energy_gradient, full_energy_gradient
 from thermo.samplers._framework import (ChunkResult, register_sampler,
                                         reject_unknown_options)
 from thermo.samplers._solvers import record_observables
+from thermo.samplers.noise import standard_normals
 
 __all__ = ["HMCState", "init", "validate", "run_chunk", "hmc_kernel"]
 
@@ -181,6 +182,7 @@ def hmc_kernel(potential_data, bias_data, theta, gradient, energy, bias_energy,
     proposal_gradient = np.empty_like(gradient)
     proposal_total = np.empty_like(gradient)
     momentum = np.empty_like(theta)
+    xi = np.empty(d)
     scratch = np.empty(d if record_full_energy else 0, dtype=theta.dtype)
     rows = 0
     for n in range(n_steps):
@@ -189,8 +191,9 @@ def hmc_kernel(potential_data, bias_data, theta, gradient, energy, bias_energy,
         bias_energy = bias_energy_gradient(bias_data, current_theta, current_total)
         # 1. momentum refresh p_0 = ξ / sqrt(β)
         kinetic0 = 0.0
+        standard_normals(rng, xi)
         for i in range(d):
-            p = momentum_scale * rng.standard_normal()
+            p = momentum_scale * xi[i]
             momentum[i] = p
             kinetic0 += p * p
         momentum_squared = kinetic0

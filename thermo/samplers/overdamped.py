@@ -26,8 +26,9 @@ from numba import njit
 
 from thermo.bias.base import bias_update
 from thermo.samplers._framework import ChunkResult, register_sampler, reject_unknown_options
-from thermo.samplers._solvers import (evaluate_force, initial_force, record_bias_weight_log,
-                                      record_observables)
+from thermo.samplers._solvers import (evaluate_force, initial_force, pair_finite,
+                                      record_bias_weight_log, record_observables)
+from thermo.samplers.noise import standard_normals
 
 __all__ = ["OverdampedState", "init", "validate", "run_chunk", "overdamped_kernel"]
 
@@ -74,13 +75,15 @@ def overdamped_kernel(potential_data, bias_data, theta, gradient, noise, energy,
     gradient_new = np.empty_like(gradient)
     noise_new = np.empty_like(noise)
     scratch = np.empty(d if record_full_energy else 0, dtype=theta.dtype)
+    draws = np.empty(d)
     rows = 0
     done = 0
     diverged = False
     for n in range(n_steps):
         noise_squared = 0.0
+        standard_normals(rng, draws)
         for i in range(d):
-            xi = rng.standard_normal()
+            xi = draws[i]
             if leimkuhler_matthews:
                 kick = amplitude * (noise[i] + xi)
                 noise_new[i] = xi
@@ -90,10 +93,8 @@ def overdamped_kernel(potential_data, bias_data, theta, gradient, noise, energy,
             theta_new[i] = theta[i] - step_size * gradient[i] + kick
         new_energy, new_bias_energy = evaluate_force(potential_data, bias_data, theta_new,
                                                      gradient_new, rng)
-        check = new_energy + new_bias_energy
-        for i in range(d):
-            check += theta_new[i] + gradient_new[i]
-        if not np.isfinite(check):
+        if not (np.isfinite(new_energy + new_bias_energy)
+                and pair_finite(theta_new, gradient_new)):
             diverged = True
             break
         theta, theta_new = theta_new, theta

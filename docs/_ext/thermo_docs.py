@@ -52,7 +52,7 @@ PUBLIC_PACKAGES = (
 #: ``__all__``: (names from the submodule's ``__all__``) and module docstrings
 #: only (the theory and equations of each scheme).
 EXTRA_MODULES = {
-    "thermo.samplers": ("thermo.samplers.ensemble",),
+    "thermo.samplers": ("thermo.samplers.ensemble", "thermo.samplers.noise"),
 }
 DOCSTRING_MODULES = {
     "thermo.samplers": ("thermo.samplers.baoab", "thermo.samplers.gla",

@@ -1,8 +1,11 @@
 """Collective variables: values, exact Jacobians, pydiffmap consistency."""
+from typing import NamedTuple
+
 import numpy as np
 import pytest
 
-from thermo.cv import CV, DiffusionMapCV, Distance, Linear, LinearFeatureMap, register_cv
+from thermo.cv import (CV, DiffusionMapCV, Distance, Linear, LinearFeatureMap,
+                       cv_value_gradient, register_cv)
 
 
 def central_difference(f, theta, h):
@@ -205,3 +208,148 @@ def test_dmap_validation(path_samples):
         DiffusionMapCV.fit(path_samples, features="pca")
     with pytest.raises(ValueError, match="sample_weights"):
         DiffusionMapCV.fit(path_samples, sample_weights=np.zeros(len(path_samples)))
+
+
+# --- vector-Jacobian products -------------------------------------------------
+
+class JacobianOnlyData(NamedTuple):
+    """Wraps another CV's data; registered with ``value_gradient`` only, so its
+    VJP goes through the full Jacobian (the path of a plain user CV)."""
+    inner: tuple
+
+
+def jacobian_only_value_gradient(data, theta, values_out, jacobian_out):
+    cv_value_gradient(data.inner, theta, values_out, jacobian_out)
+
+
+register_cv(JacobianOnlyData, jacobian_only_value_gradient)
+
+
+def jacobian_only(cv):
+    return CV(JacobianOnlyData(cv.kernel_data), cv.dimension, cv.n_coords)
+
+
+def _pca_dmap(n_features, n_coords, d=12, seed=4):
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.normal(size=(d, d)))[0]
+    t = np.concatenate([rng.normal(-1, 0.2, 150), rng.uniform(-1, 1, 60),
+                        rng.normal(1, 0.2, 150)])
+    latent = np.stack([t, 0.3 * t ** 2 + rng.normal(0, 0.05, t.size),
+                       rng.normal(0, 0.1, t.size)], axis=1)
+    samples = latent @ basis[:3] + rng.normal(0, 0.03, (t.size, d)) + 0.5
+    cv = DiffusionMapCV.fit(samples, n_coords=n_coords, epsilon=0.02, n_landmarks=250,
+                            features="pca", n_features=n_features, seed=0)
+    return cv, samples
+
+
+def _vjp_cases(path_samples, dmap_cv):
+    rng = np.random.default_rng(12)
+    cases = {
+        "linear": (Linear(rng.normal(size=(2, 9)), centre=rng.normal(size=9)),
+                   rng.normal(size=(3, 9))),
+        "distance": (Distance(rng.normal(size=5), indices=[0, 2, 3]), rng.normal(size=(3, 5))),
+        "dmap": (dmap_cv, path_samples[[3, 150, 390]] + 0.02),
+        "dmap_aligned": (dmap_cv.transformed(scale=[-2.5, 0.7], shift=[0.3, -1.0]),
+                         path_samples[[10, 200]] - 0.01),
+    }
+    for k in (1, 3, 5, 10):     # rows of the feature map: blocks of 4, 2 and 1
+        cv, samples = _pca_dmap(k, n_coords=2 if k != 1 else 1)
+        cases[f"dmap_pca{k}"] = (cv, samples[[5, 170, 300]] + rng.normal(0, 0.02, (3, 12)))
+    return cases
+
+
+def test_vjp_matches_jacobian_transpose_cotangent(path_samples, dmap_cv):
+    """Σ_k c_k ∂s_k/∂θ of the fast kernel path equals cᵀJ of the full Jacobian
+    for every CV class (random cotangents), also through the Jacobian-only
+    fallback that a CV registered with value_gradient alone gets."""
+    from thermo.cv import has_vjp
+    rng = np.random.default_rng(13)
+    for name, (cv, points) in _vjp_cases(path_samples, dmap_cv).items():
+        assert has_vjp(cv) == (name != "distance"), name
+        fallback = jacobian_only(cv)
+        assert not has_vjp(fallback)
+        for theta in points:
+            values, jacobian = cv.value_and_jacobian(theta)
+            for _ in range(3):
+                c = rng.normal(size=cv.n_coords) * 10.0 ** rng.uniform(-3, 3)
+                expected = c @ jacobian
+                scale = (np.abs(c) @ np.abs(jacobian)).max()
+                assert scale > 0, name
+                vjp = cv.vjp(theta, c)
+                assert np.abs(vjp - expected).max() <= 1e-12 * scale, (name, theta)
+                # the fallback is the former Jacobian path, bit for bit
+                np.testing.assert_array_equal(fallback.vjp(theta, c), expected)
+                # it adds to the gradient passed in, float32 included
+                start = rng.normal(size=cv.dimension)
+                total = cv.vjp(theta, c, gradient=start.copy())
+                np.testing.assert_allclose(total, start + expected, rtol=0,
+                                           atol=1e-12 * (scale + np.abs(start).max()))
+                low = start.astype(np.float32)
+                cv.vjp(theta, c, gradient=low)
+                np.testing.assert_allclose(low, start + expected, rtol=1e-6,
+                                           atol=1e-6 * scale)
+            # the value of the fast path is the value of the Jacobian path
+            np.testing.assert_array_equal(cv(theta), values)
+            np.testing.assert_array_equal(fallback(theta), values)
+        # a zero cotangent adds nothing
+        np.testing.assert_array_equal(cv.vjp(points[0], np.zeros(cv.n_coords)), 0.0)
+
+
+def test_vjp_validation_and_registration():
+    cv = Linear([[1.0, 2.0]])
+    with pytest.raises(ValueError, match="cotangent"):
+        cv.vjp(np.zeros(2), [1.0, 2.0])
+    with pytest.raises(ValueError, match="gradient"):
+        cv.vjp(np.zeros(2), [1.0], gradient=np.zeros(3))
+    with pytest.raises(ValueError, match="one point"):
+        cv.vjp(np.zeros((2, 2)), [1.0])
+
+    class HalfData(NamedTuple):
+        unused: int
+    with pytest.raises(TypeError, match="together"):
+        register_cv(HalfData, jacobian_only_value_gradient,
+                    value=lambda data, theta, values_out: None)
+
+
+def _select(cv, coordinates, scale, shift):
+    """A DiffusionMapCV keeping only ``coordinates`` of ``cv``, as a ψ + b."""
+    data = cv.kernel_data
+    m = len(coordinates)
+    data = data._replace(coords=np.ascontiguousarray(data.coords[:, coordinates]),
+                         inv_mu=data.inv_mu[coordinates].copy(),
+                         scale=np.asarray(scale, float), shift=np.asarray(shift, float),
+                         work_c=np.empty(m))
+    return DiffusionMapCV(data, cv.dimension, epsilon=cv.epsilon, alpha=cv.alpha,
+                          eigenvalues=cv.eigenvalues[coordinates])
+
+
+def test_aligned_to_picks_the_matching_candidate(path_samples):
+    """The reference follows the 3rd (m = 1) or the 4th and 2nd (m = 2) new
+    coordinates: aligned_to finds them among all candidates, not the leading ones."""
+    candidates = DiffusionMapCV.fit(path_samples, n_coords=5, epsilon=0.02, n_landmarks=300,
+                                    seed=3)
+    assert candidates.n_coords == 5
+    for coordinates, scale, shift in [([2], [-1.7], [0.4]), ([3, 1], [2.0, -0.5], [0.0, 1.0])]:
+        reference = _select(candidates, coordinates, scale, shift)
+        aligned = candidates.aligned_to(reference, path_samples)
+        assert aligned.n_coords == len(coordinates)
+        assert aligned.alignment["candidates"] == tuple(coordinates)
+        np.testing.assert_allclose(aligned.alignment["correlations"], np.sign(scale), atol=1e-12)
+        assert aligned.alignment["candidate_correlations"].shape == (5, len(coordinates))
+        np.testing.assert_allclose(aligned(path_samples), reference(path_samples),
+                                   atol=1e-10 * np.abs(reference(path_samples)).max())
+        np.testing.assert_array_equal(aligned.eigenvalues, candidates.eigenvalues[coordinates])
+        # its force still is exact: VJP and Jacobian of the aligned CV agree
+        theta = path_samples[17] + 0.01
+        values, jacobian = aligned.value_and_jacobian(theta)
+        c = np.arange(1.0, aligned.n_coords + 1.0)
+        np.testing.assert_allclose(aligned.vjp(theta, c), c @ jacobian, rtol=0,
+                                   atol=1e-12 * np.abs(jacobian).max())
+    # restricted to the leading coordinate, the match is poor (what the
+    # workflow's refit did before it fitted candidates)
+    leading = DiffusionMapCV.fit(path_samples, n_coords=1, epsilon=0.02, n_landmarks=300, seed=3)
+    poor = leading.aligned_to(_select(candidates, [2], [1.0], [0.0]), path_samples)
+    assert poor.alignment["candidates"] == (0,)
+    assert abs(poor.alignment["correlations"][0]) < 0.5
+    with pytest.raises(ValueError, match="candidates"):
+        leading.aligned_to(candidates, path_samples)

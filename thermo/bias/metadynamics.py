@@ -23,7 +23,8 @@ with F(s) = −β^{-1} log ∫ δ(s(θ) − s) e^{−βU(θ)} dθ the free energ
 of mean force).  Samplers then target exp(−β(U + V(s(θ)) + W(s(θ)))), W the
 optional harmonic walls W = Σ_k κ_k/2 (s_k − b_k)² beyond bounds b_k that keep
 the CV in range.  The force on θ is −∇_θ(V + W) = −Σ_k ∂(V + W)/∂s_k ∇_θ s_k
-(chain rule with the CV's exact Jacobian).
+(chain rule with the CV's exact gradient, as a vector–Jacobian product: see
+:func:`thermo.cv.base.cv_add_vjp`).
 
 Reweighting (Tiwary & Parrinello, J. Phys. Chem. B 119, 736 (2015)): a
 configuration sampled at time t carries the weight exp(β(V(s, t) + W(s) − c(t)))
@@ -81,7 +82,7 @@ import numpy as np
 from numba import njit
 
 from thermo.bias.base import Bias, bias_update, register_bias
-from thermo.cv.base import CV, cv_value_gradient
+from thermo.cv.base import CV, cv_add_vjp, cv_value, has_vjp
 
 __all__ = ["Metadynamics", "reweighted_free_energy"]
 
@@ -123,7 +124,8 @@ class MetadynamicsCore(NamedTuple):
     ``hill_ct`` (cap,) c(t) after each hill.  ``records`` (rows, m + 5) colvar.
     ``counts`` int64 (6,) and ``state`` float64 (8,) (see module constants),
     ``cache_theta`` (d,), ``cache_s`` (m,), work arrays ``work_s`` (m,),
-    ``work_ds`` (m,), ``work_jacobian`` (m, d).
+    ``work_ds`` (m,), ``work_jacobian`` (m, d), or (m, 0) for a CV with a fast
+    vector–Jacobian product (see :func:`thermo.cv.base.has_vjp`).
     """
     beta: float
     height: float
@@ -412,6 +414,19 @@ def _window_sums(data, lower, upper):
 
 
 @njit(cache=True)
+def _window_max(data, lower, upper):
+    """max a and max b (= fb · a) over the window, without exponentials."""
+    g = data.grid
+    a_max = -np.inf
+    for i in range(lower[0], upper[0] + 1):
+        for j in range(lower[1], upper[1] + 1):
+            a = data.beta * g[0, i, j]
+            if a > a_max:
+                a_max = a
+    return a_max, data.file_scale * data.tempering * a_max
+
+
+@njit(cache=True)
 def _store_and_add_hill(data, centre, sigma, file_height, step):
     """Append one hill to the hill arrays (if room), add it to the grid, update c(t).
 
@@ -445,7 +460,7 @@ def _store_and_add_hill(data, centre, sigma, file_height, step):
         old_a, old_b, _, _ = _window_sums(data, lower, upper)
         _add_hill_to_grid(data, centre, sigma, file_height, lower, upper)
         # new maxima: rescale the running sums before adding the new terms
-        _, _, a_max, b_max = _window_sums(data, lower, upper)
+        a_max, b_max = _window_max(data, lower, upper)
         if a_max > st[CT_REF_A]:
             shift = math.exp(st[CT_REF_A] - a_max)
             st[CT_SUM_A] *= shift
@@ -476,23 +491,26 @@ def _replay_hills(data, centres, sigmas, file_heights, steps):
 # the bias protocol
 
 def metadynamics_energy_gradient(data, theta, gradient):
-    """V(s(θ)) + W(s(θ)); adds Σ_k ∂(V + W)/∂s_k ∇_θ s_k to ``gradient``."""
+    """V(s(θ)) + W(s(θ)); adds Σ_k ∂(V + W)/∂s_k ∇_θ s_k to ``gradient``.
+
+    The chain rule is a vector–Jacobian product of the CV (``cv_add_vjp``
+    after ``cv_value``): CVs with a fast path never form the m × d Jacobian.
+    """
     core = data.core
     s = core.work_s
     ds = core.work_ds
     jacobian = core.work_jacobian
-    cv_value_gradient(data.cv, theta, s, jacobian)
+    cv_value(data.cv, theta, s, jacobian)
     v = _metad_bias(core, s, ds)
     w = _wall_bias(core, s, ds)
     m = s.size
-    d = theta.size
+    active = False
     for k in range(m):
-        dk = ds[k]
-        if dk != 0.0:
-            for l in range(d):
-                gradient[l] += dk * jacobian[k, l]
-    for l in range(d):
-        core.cache_theta[l] = theta[l]
+        if ds[k] != 0.0:
+            active = True
+    if active:
+        cv_add_vjp(data.cv, theta, ds, gradient, jacobian)
+    core.cache_theta[:] = theta
     for k in range(m):
         core.cache_s[k] = s[k]
     core.state[CACHE_V] = v
@@ -501,24 +519,40 @@ def metadynamics_energy_gradient(data, theta, gradient):
     return v + w
 
 
+@njit(cache=True)
+def _same_point(theta, cached):
+    """θ == cached element-wise, tested in blocks of 8 without an exit per
+    element (so the comparison vectorises); NaN compares unequal."""
+    d = theta.size
+    l = 0
+    while l + 8 <= d:
+        differ = False
+        for i in range(l, l + 8):
+            differ |= theta[i] != cached[i]
+        if differ:
+            return False
+        l += 8
+    while l < d:
+        if theta[l] != cached[l]:
+            return False
+        l += 1
+    return True
+
+
 def metadynamics_update(data, theta, step):
     """After step ``step``: weight of the current configuration, colvar record,
     and a new hill when ``step`` is a multiple of ``pace``."""
     core = data.core
     m = core.cache_s.size
-    fresh = core.counts[CACHE_VERSION] == core.counts[N_DEPOSITED]
-    if fresh:
-        for l in range(theta.size):
-            if theta[l] != core.cache_theta[l]:
-                fresh = False
-                break
+    fresh = core.counts[CACHE_VERSION] == core.counts[N_DEPOSITED] \
+        and _same_point(theta, core.cache_theta)
     if fresh:
         s = core.cache_s
         v = core.state[CACHE_V]
         w = core.state[CACHE_W]
     else:
         s = core.work_s
-        cv_value_gradient(data.cv, theta, s, core.work_jacobian)
+        cv_value(data.cv, theta, s, core.work_jacobian)
         v = _metad_bias(core, s, core.work_ds)
         w = _wall_bias(core, s, core.work_ds)
     c = core.state[C_T]
@@ -732,7 +766,9 @@ class Metadynamics(Bias):
             hill_ct=np.zeros(int(max_hills)), records=np.zeros((int(max_records), m + 5)),
             counts=np.array([0, 0, 0, 0, -1, 0], dtype=np.int64), state=np.zeros(N_STATE),
             cache_theta=np.zeros(d), cache_s=np.zeros(m), work_s=np.zeros(m),
-            work_ds=np.zeros(m), work_jacobian=np.zeros((m, d)))
+            work_ds=np.zeros(m),
+            # the Jacobian is only formed for CVs without a fast VJP
+            work_jacobian=np.zeros((m, 0 if has_vjp(cv) else d)))
         core.state[C_T] = _compute_ct(core)
         super().__init__(MetadynamicsData(cv.kernel_data, core))
 

@@ -63,7 +63,13 @@ class DiffusionMapData(NamedTuple):
     ``inv_mu`` 1/μ_l (m,), ``inv_four_epsilon`` 1/(4ε), ``scale``/``shift`` a_l,
     b_l (m,), ``use_features`` (bool), ``projection`` A (k, d) and ``centre``
     c (d,) (empty when unused), work arrays ``work_y`` (k,), ``work_p`` (n,),
-    ``work_xbar`` (k,), ``work_grad`` (m, k).
+    ``work_xbar`` (k,), ``work_u`` (k,), ``work_c`` (m,),
+    ``work_w`` (n,), and the transposed copies ``landmarks_t`` (k, n) and
+    ``coords_t`` (m, n) (filled in by :class:`DiffusionMapCV`) that let the
+    kernel sums run along j in vector lanes.  After a value evaluation
+    ``work_y`` holds y, ``work_p`` the normalised weights P_j(y) and
+    ``work_xbar`` x̄(y): the vector–Jacobian product
+    (:func:`diffusion_map_add_vjp`) reuses them.
     """
     landmarks: np.ndarray
     log_weight: np.ndarray
@@ -78,41 +84,154 @@ class DiffusionMapData(NamedTuple):
     work_y: np.ndarray
     work_p: np.ndarray
     work_xbar: np.ndarray
-    work_grad: np.ndarray
+    work_u: np.ndarray
+    work_c: np.ndarray
+    work_w: np.ndarray = None
+    landmarks_t: np.ndarray = None
+    coords_t: np.ndarray = None
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
-def _centred_dot(row, theta, centre):
-    """``row . (θ - c)``.  Reassociation lets the sum run in vector lanes: a
-    strict left-to-right sum is one dependent add per element (latency
-    bound), which made the k·d feature projection the largest per-step cost
-    of a feature-map CV.  NaN/inf still propagate (no nnan/ninf flags)."""
-    total = 0.0
-    for l in range(theta.size):
-        total += row[l] * (theta[l] - centre[l])
+def _project(projection, theta, centre, y):
+    """y_i = A_i . (θ − c) for every row of A, four rows per pass over θ.
+
+    Reassociation lets each sum run in vector lanes: a strict left-to-right
+    sum is one dependent add per element (latency bound), which made the k·d
+    feature projection the largest per-step cost of a feature-map CV.
+    Blocking rows reads θ and c once per four rows.  NaN/inf still propagate
+    (no nnan/ninf flags).
+    """
+    k, d = projection.shape
+    i = 0
+    while i + 4 <= k:
+        a0 = 0.0
+        a1 = 0.0
+        a2 = 0.0
+        a3 = 0.0
+        for l in range(d):
+            x = theta[l] - centre[l]
+            a0 += projection[i, l] * x
+            a1 += projection[i + 1, l] * x
+            a2 += projection[i + 2, l] * x
+            a3 += projection[i + 3, l] * x
+        y[i] = a0
+        y[i + 1] = a1
+        y[i + 2] = a2
+        y[i + 3] = a3
+        i += 4
+    while i < k:
+        a0 = 0.0
+        for l in range(d):
+            a0 += projection[i, l] * (theta[l] - centre[l])
+        y[i] = a0
+        i += 1
+
+
+@njit(cache=True)
+def _add_pullback(projection, u, gradient):
+    """gradient += Aᵀ u: one read-modify-write pass over the gradient per four
+    rows of A (element-wise, vectorises without reassociation)."""
+    k, d = projection.shape
+    i = 0
+    while i + 4 <= k:
+        u0 = u[i]
+        u1 = u[i + 1]
+        u2 = u[i + 2]
+        u3 = u[i + 3]
+        for l in range(d):
+            gradient[l] += (u0 * projection[i, l] + u1 * projection[i + 1, l]) \
+                + (u2 * projection[i + 2, l] + u3 * projection[i + 3, l])
+        i += 4
+    if i + 2 <= k:
+        u0 = u[i]
+        u1 = u[i + 1]
+        for l in range(d):
+            gradient[l] += u0 * projection[i, l] + u1 * projection[i + 1, l]
+        i += 2
+    if i < k:
+        u0 = u[i]
+        for l in range(d):
+            gradient[l] += u0 * projection[i, l]
+
+
+@njit(cache=True)
+def _row_dot(a, rows, i):
+    """Σ_j a_j rows[i, j] with four independent accumulators combined in a
+    fixed order: deterministic, and not bound by the latency of one running
+    sum.  Takes the row index (a row view costs reference counting)."""
+    n = a.size
+    a0 = 0.0
+    a1 = 0.0
+    a2 = 0.0
+    a3 = 0.0
+    j = 0
+    while j + 4 <= n:
+        a0 += a[j] * rows[i, j]
+        a1 += a[j + 1] * rows[i, j + 1]
+        a2 += a[j + 2] * rows[i, j + 2]
+        a3 += a[j + 3] * rows[i, j + 3]
+        j += 4
+    total = (a0 + a1) + (a2 + a3)
+    while j < n:
+        total += a[j] * rows[i, j]
+        j += 1
     return total
 
 
-def diffusion_map_value_gradient(data, theta, values_out, jacobian_out):
-    """Dense Nyström diffusion coordinates and their exact Jacobian (kernel-side)."""
-    n, k = data.landmarks.shape
-    m = data.coords.shape[1]
+@njit(cache=True)
+def _row_dot_centred(a, rows, i, centre):
+    """Σ_j a_j (rows[i, j] − centre), four accumulators as :func:`_row_dot`."""
+    n = a.size
+    a0 = 0.0
+    a1 = 0.0
+    a2 = 0.0
+    a3 = 0.0
+    j = 0
+    while j + 4 <= n:
+        a0 += a[j] * (rows[i, j] - centre)
+        a1 += a[j + 1] * (rows[i, j + 1] - centre)
+        a2 += a[j + 2] * (rows[i, j + 2] - centre)
+        a3 += a[j + 3] * (rows[i, j + 3] - centre)
+        j += 4
+    total = (a0 + a1) + (a2 + a3)
+    while j < n:
+        total += a[j] * (rows[i, j] - centre)
+        j += 1
+    return total
+
+
+@njit(cache=True)
+def _nystrom_values(data, theta, values_out):
+    """s(θ) into ``values_out``; leaves y, P_j(y) and x̄(y) in the work arrays.
+
+    Loops run over the landmarks j innermost on the transposed copies
+    (k, n) and (m, n): the squared distances accumulate feature by feature
+    for all j at once (element-wise, vectorised), the weighted sums use
+    :func:`_row_dot`.
+    """
+    k, n = data.landmarks_t.shape
+    m = data.coords_t.shape[0]
     y = data.work_y
     if data.use_features:
-        for i in range(k):
-            y[i] = _centred_dot(data.projection[i], theta, data.centre)
+        _project(data.projection, theta, data.centre, y)
     else:
         for i in range(k):
             y[i] = theta[i]
-    # log P_j up to a constant, then the shifted exponentials.
+    # |y − x_j|², then log P_j up to a constant, then the shifted exponentials.
     p = data.work_p
+    lt = data.landmarks_t
+    yi = y[0]
+    for j in range(n):
+        diff = yi - lt[0, j]
+        p[j] = diff * diff
+    for i in range(1, k):
+        yi = y[i]
+        for j in range(n):
+            diff = yi - lt[i, j]
+            p[j] += diff * diff
     largest = -np.inf
     for j in range(n):
-        r2 = 0.0
-        for i in range(k):
-            diff = y[i] - data.landmarks[j, i]
-            r2 += diff * diff
-        a = data.log_weight[j] - r2 * data.inv_four_epsilon
+        a = data.log_weight[j] - p[j] * data.inv_four_epsilon
         p[j] = a
         if a > largest:
             largest = a
@@ -121,48 +240,85 @@ def diffusion_map_value_gradient(data, theta, values_out, jacobian_out):
         e = np.exp(p[j] - largest)
         p[j] = e
         z += e
-    xbar = data.work_xbar
-    xbar[:] = 0.0
-    for l in range(m):
-        values_out[l] = 0.0
     inv_z = 1.0 / z
     for j in range(n):
-        pj = p[j] * inv_z
-        p[j] = pj
-        for i in range(k):
-            xbar[i] += pj * data.landmarks[j, i]
-        for l in range(m):
-            values_out[l] += pj * data.coords[j, l]
-    grad = data.work_grad
-    grad[:, :] = 0.0
-    for j in range(n):
-        pj = p[j]
-        for l in range(m):
-            w = pj * data.coords[j, l]
-            for i in range(k):
-                grad[l, i] += w * (data.landmarks[j, i] - xbar[i])
+        p[j] *= inv_z
+    xbar = data.work_xbar
+    for i in range(k):
+        xbar[i] = _row_dot(p, lt, i)
     for l in range(m):
-        factor = data.scale[l] * data.inv_mu[l]
-        values_out[l] = data.shift[l] + factor * values_out[l]
-        g_factor = 2.0 * data.inv_four_epsilon * factor   # 1/(2ε) a_l/μ_l
-        for i in range(k):
-            grad[l, i] *= g_factor
+        values_out[l] = data.shift[l] + (data.scale[l] * data.inv_mu[l]) \
+            * _row_dot(p, data.coords_t, l)
+
+
+def diffusion_map_value(data, theta, values_out):
+    """Dense Nyström diffusion coordinates s(θ) (kernel-side, fast path)."""
+    _nystrom_values(data, theta, values_out)
+
+
+@njit(cache=True)
+def _feature_gradient(data, cotangent, u):
+    """u = Σ_l c_l ∇_y s_l(y) ∈ R^k from the weights left by a value evaluation:
+    u_i = Σ_j w_j (x_ji − x̄_i), w_j = P_j Σ_l c_l a_l Φ_jl /(2ε μ_l).
+    O(n(k + m)) instead of the O(nkm) of the m gradients."""
+    k, n = data.landmarks_t.shape
+    m = data.coords_t.shape[0]
+    c = data.work_c
+    for l in range(m):
+        c[l] = cotangent[l] * (2.0 * data.inv_four_epsilon * (data.scale[l] * data.inv_mu[l]))
+    w = data.work_w
+    ct = data.coords_t
+    c0 = c[0]
+    for j in range(n):
+        w[j] = c0 * ct[0, j]
+    for l in range(1, m):
+        cl = c[l]
+        for j in range(n):
+            w[j] += cl * ct[l, j]
+    p = data.work_p
+    for j in range(n):
+        w[j] *= p[j]
+    xbar = data.work_xbar
+    for i in range(k):
+        u[i] = _row_dot_centred(w, data.landmarks_t, i, xbar[i])
+
+
+def diffusion_map_add_vjp(data, theta, cotangent, gradient):
+    """gradient += Σ_l c_l ∇_θ s_l after :func:`diffusion_map_value` at θ.
+
+    The cotangent is pulled back to feature space first (u ∈ R^k, O(n(k + m)))
+    and then through the feature map once (gradient += Aᵀu, one pass over A):
+    the m × d Jacobian is never formed.
+    """
+    u = data.work_u
+    _feature_gradient(data, cotangent, u)
     if data.use_features:
-        d = theta.size
-        for l in range(m):
-            for c in range(d):
-                jacobian_out[l, c] = 0.0
-            for i in range(k):
-                g = grad[l, i]
-                for c in range(d):
-                    jacobian_out[l, c] += g * data.projection[i, c]
+        _add_pullback(data.projection, u, gradient)
     else:
-        for l in range(m):
-            for i in range(k):
-                jacobian_out[l, i] = grad[l, i]
+        for i in range(u.size):
+            gradient[i] += u[i]
 
 
-register_cv(DiffusionMapData, diffusion_map_value_gradient)
+def diffusion_map_value_gradient(data, theta, values_out, jacobian_out):
+    """Dense Nyström diffusion coordinates and their exact Jacobian (kernel-side);
+    row l of the Jacobian is the VJP with the unit cotangent e_l."""
+    m = data.coords_t.shape[0]
+    _nystrom_values(data, theta, values_out)
+    unit = np.zeros(m)
+    for l in range(m):
+        unit[:] = 0.0
+        unit[l] = 1.0
+        row = jacobian_out[l]
+        row[:] = 0.0
+        if data.use_features:
+            _feature_gradient(data, unit, data.work_u)
+            _add_pullback(data.projection, data.work_u, row)
+        else:
+            _feature_gradient(data, unit, row)
+
+
+register_cv(DiffusionMapData, diffusion_map_value_gradient, value=diffusion_map_value,
+            add_vjp=diffusion_map_add_vjp)
 
 
 def _fix_sign(coords):
@@ -216,6 +372,9 @@ class DiffusionMapCV(CV):
         The fitted pydiffmap object (kept for inspection; not used in dynamics).
     signs : ndarray, shape (m,)
         ±1: Φ = signs · pydiffmap's ``dmap``.
+    alignment : dict or None
+        Set by :meth:`aligned_to`: which candidate coordinates were kept and
+        how well they correlate with the reference.
 
     Examples
     --------
@@ -238,6 +397,11 @@ class DiffusionMapCV(CV):
 
     def __init__(self, kernel_data, dimension, names=None, *, epsilon, alpha,
                  eigenvalues, feature_map=None, dmap=None, signs=None):
+        # the kernel's transposed layouts, always derived from the data
+        kernel_data = kernel_data._replace(
+            landmarks_t=np.ascontiguousarray(kernel_data.landmarks.T),
+            coords_t=np.ascontiguousarray(kernel_data.coords.T),
+            work_w=np.empty(kernel_data.landmarks.shape[0]))
         super().__init__(kernel_data, dimension, kernel_data.coords.shape[1], names=names)
         self.epsilon = float(epsilon)
         self.alpha = float(alpha)
@@ -245,6 +409,7 @@ class DiffusionMapCV(CV):
         self.feature_map = feature_map
         self.dmap = dmap
         self.signs = np.ones(self.n_coords) if signs is None else np.asarray(signs)
+        self.alignment = None
 
     @property
     def landmarks(self):
@@ -408,7 +573,8 @@ class DiffusionMapCV(CV):
             inv_four_epsilon=1.0 / (4.0 * eps), scale=np.ones(n_coords),
             shift=np.zeros(n_coords), use_features=feature_map is not None,
             projection=projection, centre=centre, work_y=np.empty(k),
-            work_p=np.empty(n), work_xbar=np.empty(k), work_grad=np.empty((n_coords, k)))
+            work_p=np.empty(n), work_xbar=np.empty(k), work_u=np.empty(k),
+            work_c=np.empty(n_coords))
         return cls(data, dimension, names=names, epsilon=eps, alpha=alpha,
                    eigenvalues=evals, feature_map=feature_map, dmap=dmap, signs=signs)
 
@@ -424,29 +590,89 @@ class DiffusionMapCV(CV):
         data = old._replace(scale=scale.copy(), shift=shift.copy(),
                             work_y=np.empty_like(old.work_y), work_p=np.empty_like(old.work_p),
                             work_xbar=np.empty_like(old.work_xbar),
-                            work_grad=np.empty_like(old.work_grad))
+                            work_u=np.empty_like(old.work_u), work_c=np.empty_like(old.work_c))
         return DiffusionMapCV(data, self.dimension, names=self.names, epsilon=self.epsilon,
                               alpha=self.alpha, eigenvalues=self.eigenvalues,
                               feature_map=self.feature_map, dmap=self.dmap, signs=self.signs)
 
-    def aligned_to(self, reference, samples, weights=None):
+    def aligned_to(self, reference, samples, weights=None, min_correlation=0.0,
+                   preference=None, min_relative_preference=None):
         """A copy whose coordinates match ``reference``'s on ``samples``.
 
-        Each new coordinate ψ_l is paired with the reference coordinate it
-        correlates with most (in absolute value; a permutation for m = 2), and
-        mapped to a ψ_l + b with sign(a) that of the correlation and
-        |a|, b matching the reference's (weighted) standard deviation and mean.
+        This CV's coordinates are *candidates*: it may have more of them than
+        ``reference`` (fit with extra coordinates, e.g. ``n_coords + 3``, when
+        refitting on a biased ensemble, where the leading new coordinate need
+        not be the slow variable the reference tracked).  For the m reference
+        coordinates, the m distinct candidates with the largest total
+        |correlation| (weighted, on ``samples``) are chosen, reference
+        coordinate b paired with candidate a_b (an injective assignment; ties
+        go to the leading candidates).  Each chosen ψ_{a_b} is then mapped to
+        a ψ + b' with sign(a) that of the correlation and |a|, b' matching the
+        reference's (weighted) standard deviation and mean.  The result has
+        exactly m coordinates, in the reference's order, and carries an
+        ``alignment`` dict: ``candidates`` (a_b, 0-based candidate indices),
+        ``correlations`` (the signed correlation of each chosen candidate with
+        its reference coordinate) and ``candidate_correlations`` (the (C, m)
+        table of all candidates) and ``matched`` (False when the fallback
+        below was used).
+
+        When the best match is poor — some chosen |correlation| below
+        ``min_correlation``, i.e. no candidate resembles that reference
+        coordinate, or some chosen candidate's ``preference`` below
+        ``min_relative_preference`` times the largest — continuity is not
+        trusted and the m candidates ranked highest by ``preference``
+        (default: the leading ones) are kept instead, still assigned to the
+        reference coordinates by correlation and aligned in sign, scale and
+        shift.
 
         Parameters
         ----------
         reference : CV
-            The CV to align to (same number of coordinates).
+            The CV to align to (m ≤ this CV's number of coordinates).
         samples : array_like, shape (N, d)
         weights : array_like, shape (N,), optional
             Sample weights (e.g. reweighting factors).
+        min_correlation : float
+            Smallest acceptable |correlation| of a matched candidate (0: always
+            match by correlation).
+        preference : array_like, shape (C,), optional
+            Score of each candidate for the fallback (higher first; ties to the
+            leading candidates).  Default: the candidates' order.
+        min_relative_preference : float, optional
+            With ``preference``: a correlation match is accepted only if each
+            matched candidate's preference is at least this fraction of the
+            largest preference.
+
+        Returns
+        -------
+        DiffusionMapCV
+            m coordinates, aligned; ``.alignment`` describes the match.
+
+        Examples
+        --------
+        Samples spread most along x, then along y; the reference CV is −y,
+        which the third candidate follows (the first is x, the second a
+        harmonic of x):
+
+        >>> from thermo.cv import Linear
+        >>> rng = np.random.default_rng(0)
+        >>> samples = rng.normal(size=(300, 2)) * [1.0, 0.6]
+        >>> candidates = DiffusionMapCV.fit(samples, n_coords=3, epsilon=0.5,
+        ...                                 n_landmarks=None)
+        >>> picked = candidates.aligned_to(Linear([[0.0, -1.0]]), samples)
+        >>> picked.n_coords, picked.alignment["candidates"]
+        (1, (2,))
+        >>> bool(abs(picked.alignment["correlations"][0]) > 0.9)
+        True
+        >>> s = picked(samples)[:, 0]          # same mean and spread as −y
+        >>> bool(np.isclose(s.mean(), -samples[:, 1].mean()))
+        True
         """
-        if reference.n_coords != self.n_coords:
-            raise ValueError("reference CV has a different number of coordinates")
+        m = reference.n_coords
+        n_candidates = self.n_coords
+        if m > n_candidates:
+            raise ValueError(f"reference CV has {m} coordinates, this CV only "
+                             f"{n_candidates} candidates")
         samples = np.asarray(samples, dtype=np.float64)
         old = np.asarray(reference(samples))
         base = self.transformed()
@@ -459,18 +685,33 @@ class DiffusionMapCV(CV):
             centred = x - mean
             return mean, centred, np.sqrt(w @ centred ** 2)
 
-        m = self.n_coords
-        corr = np.empty((m, m))
-        stats_new = [moments(new[:, l]) for l in range(m)]
-        stats_old = [moments(old[:, l]) for l in range(m)]
-        for a in range(m):
+        corr = np.empty((n_candidates, m))
+        stats_new = [moments(new[:, a]) for a in range(n_candidates)]
+        stats_old = [moments(old[:, b]) for b in range(m)]
+        for a in range(n_candidates):
             for b in range(m):
                 denominator = stats_new[a][2] * stats_old[b][2]
                 corr[a, b] = (w @ (stats_new[a][1] * stats_old[b][1])) / denominator \
                     if denominator > 0 else 0.0
         import itertools
-        best = max(itertools.permutations(range(m)),
+        # permutations come in lexicographic order and max keeps the first
+        # maximum: ties go to the leading candidates
+        best = max(itertools.permutations(range(n_candidates), m),
                    key=lambda perm: sum(abs(corr[perm[b], b]) for b in range(m)))
+        if preference is not None:
+            preference = np.asarray(preference, dtype=float)
+            if preference.shape != (n_candidates,):
+                raise ValueError(f"preference must have shape ({n_candidates},)")
+        matched = all(abs(corr[a, b]) >= min_correlation for b, a in enumerate(best))
+        if matched and preference is not None and min_relative_preference is not None:
+            floor = min_relative_preference * preference.max()
+            matched = all(preference[a] >= floor for a in best)
+        if not matched:
+            if preference is None:
+                preference = -np.arange(n_candidates, dtype=float)
+            kept = sorted(np.argsort(-preference, kind="stable")[:m].tolist())
+            best = max(itertools.permutations(kept, m),
+                       key=lambda perm: sum(abs(corr[perm[b], b]) for b in range(m)))
         scale = np.empty(m)
         shift = np.empty(m)
         order = list(best)
@@ -483,10 +724,16 @@ class DiffusionMapCV(CV):
             scale[b] = factor
             shift[b] = stats_old[b][0] - factor * stats_new[a][0]
         data = base.kernel_data
-        # Reorder coordinates so that new coordinate b follows reference b.
+        # Keep the chosen coordinates, so that new coordinate b follows reference b.
         data = data._replace(coords=np.ascontiguousarray(data.coords[:, order]),
-                             inv_mu=data.inv_mu[order].copy(), scale=scale, shift=shift)
-        return DiffusionMapCV(data, self.dimension, names=self.names, epsilon=self.epsilon,
-                              alpha=self.alpha, eigenvalues=self.eigenvalues[order],
-                              feature_map=self.feature_map, dmap=self.dmap,
-                              signs=self.signs[order])
+                             inv_mu=data.inv_mu[order].copy(), scale=scale, shift=shift,
+                             work_c=np.empty(m))
+        aligned = DiffusionMapCV(data, self.dimension, names=reference.names,
+                                 epsilon=self.epsilon, alpha=self.alpha,
+                                 eigenvalues=self.eigenvalues[order],
+                                 feature_map=self.feature_map, dmap=self.dmap,
+                                 signs=self.signs[order])
+        aligned.alignment = {"candidates": tuple(int(a) for a in order),
+                             "correlations": np.array([corr[a, b] for b, a in enumerate(order)]),
+                             "candidate_correlations": corr, "matched": bool(matched)}
+        return aligned

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from thermo.cv.base import CV, register_cv
 
@@ -31,15 +32,51 @@ def linear_value_gradient(data, theta, values_out, jacobian_out):
     """s = A(θ − c), ∂s/∂θ = A (kernel-side, see :mod:`thermo.cv.base`)."""
     m, d = data.directions.shape
     for k in range(m):
-        total = 0.0
+        values_out[k] = _centred_dot(data.directions[k], theta, data.centre)
         for l in range(d):
-            a = data.directions[k, l]
-            total += a * (theta[l] - data.centre[l])
-            jacobian_out[k, l] = a
-        values_out[k] = total
+            jacobian_out[k, l] = data.directions[k, l]
 
 
-register_cv(LinearData, linear_value_gradient)
+@njit(cache=True)
+def _centred_dot(row, theta, centre):
+    """row · (θ − c) with four independent accumulators combined in a fixed
+    order: deterministic, and not bound by the latency of one running sum."""
+    d = theta.size
+    a0 = 0.0
+    a1 = 0.0
+    a2 = 0.0
+    a3 = 0.0
+    l = 0
+    while l + 4 <= d:
+        a0 += row[l] * (theta[l] - centre[l])
+        a1 += row[l + 1] * (theta[l + 1] - centre[l + 1])
+        a2 += row[l + 2] * (theta[l + 2] - centre[l + 2])
+        a3 += row[l + 3] * (theta[l + 3] - centre[l + 3])
+        l += 4
+    total = (a0 + a1) + (a2 + a3)
+    while l < d:
+        total += row[l] * (theta[l] - centre[l])
+        l += 1
+    return total
+
+
+def linear_value(data, theta, values_out):
+    """s = A(θ − c) (kernel-side fast path)."""
+    for k in range(data.directions.shape[0]):
+        values_out[k] = _centred_dot(data.directions[k], theta, data.centre)
+
+
+def linear_add_vjp(data, theta, cotangent, gradient):
+    """gradient += Aᵀ c (kernel-side; same loop order as the Jacobian path)."""
+    m, d = data.directions.shape
+    for k in range(m):
+        ck = cotangent[k]
+        if ck != 0.0:
+            for l in range(d):
+                gradient[l] += ck * data.directions[k, l]
+
+
+register_cv(LinearData, linear_value_gradient, value=linear_value, add_vjp=linear_add_vjp)
 
 
 def _as_matrix(directions, dimension=None, name="directions"):

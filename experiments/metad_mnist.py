@@ -18,7 +18,9 @@ U(θ) = Σ_i ℓ_i(θ) + (λ/2)|θ|² on a stratified MNIST subset.  Protocol
    see ``reweight_refit`` of :func:`~thermo.bias.workflow.iterative_metadynamics`),
    aligns it with the first in sign and scale and biases along the new ψ₁
    (``refit_correlation``: correlation of the old and new CV on the samples the
-   new one was fitted on).
+   new one was fitted on; ``refit_candidates``/``refit_matched``: which of the
+   refit's candidate coordinates was kept, and whether it matched the old CV
+   or, matching none, was the slowest along the last biased round).
 
 Output: the free-energy profile F(ψ₁) = −γ/(γ−1) V(ψ₁) of the last round, the
 reweighted free energy of the training loss and of ψ₁ itself (a consistency
@@ -135,6 +137,10 @@ def run(size="small", seed=0, out=None, plot=True):
         "free_energy_span_kT": float(np.ptp(free_energy[inside]) / temperature),
         "reweighted_vs_bias_rms_kT": consistency,
         "refit_correlation": refit_correlation,
+        # which of the refit's candidate coordinates was kept, and whether it
+        # matched the old CV (|corr| >= 0.8) or was the slowest one
+        "refit_candidates": [list(refit["candidates"]) for refit in result.refits],
+        "refit_matched": [bool(refit["matched"]) for refit in result.refits],
         "accuracy_start": float(potential.accuracy(theta_start)),
         "seconds": time.perf_counter() - started,
     }

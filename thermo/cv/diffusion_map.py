@@ -155,32 +155,12 @@ def _add_pullback(projection, u, gradient):
 
 
 @njit(cache=True)
-def _row_dot(a, rows, i):
-    """Σ_j a_j rows[i, j] with four independent accumulators combined in a
-    fixed order: deterministic, and not bound by the latency of one running
-    sum.  Takes the row index (a row view costs reference counting)."""
-    n = a.size
-    a0 = 0.0
-    a1 = 0.0
-    a2 = 0.0
-    a3 = 0.0
-    j = 0
-    while j + 4 <= n:
-        a0 += a[j] * rows[i, j]
-        a1 += a[j + 1] * rows[i, j + 1]
-        a2 += a[j + 2] * rows[i, j + 2]
-        a3 += a[j + 3] * rows[i, j + 3]
-        j += 4
-    total = (a0 + a1) + (a2 + a3)
-    while j < n:
-        total += a[j] * rows[i, j]
-        j += 1
-    return total
-
-
-@njit(cache=True)
-def _row_dot_centred(a, rows, i, centre):
-    """Σ_j a_j (rows[i, j] − centre), four accumulators as :func:`_row_dot`."""
+def _row_dot(a, rows, i, centre):
+    """Σ_j a_j (rows[i, j] − centre) with four independent accumulators
+    combined in a fixed order: deterministic, and not bound by the latency of
+    one running sum.  ``centre = 0.0`` gives the plain dot product exactly
+    (x − 0.0 is x for every float).  Takes the row index (a row view costs
+    reference counting)."""
     n = a.size
     a0 = 0.0
     a1 = 0.0
@@ -245,10 +225,10 @@ def _nystrom_values(data, theta, values_out):
         p[j] *= inv_z
     xbar = data.work_xbar
     for i in range(k):
-        xbar[i] = _row_dot(p, lt, i)
+        xbar[i] = _row_dot(p, lt, i, 0.0)
     for l in range(m):
         values_out[l] = data.shift[l] + (data.scale[l] * data.inv_mu[l]) \
-            * _row_dot(p, data.coords_t, l)
+            * _row_dot(p, data.coords_t, l, 0.0)
 
 
 def diffusion_map_value(data, theta, values_out):
@@ -280,7 +260,7 @@ def _feature_gradient(data, cotangent, u):
         w[j] *= p[j]
     xbar = data.work_xbar
     for i in range(k):
-        u[i] = _row_dot_centred(w, data.landmarks_t, i, xbar[i])
+        u[i] = _row_dot(w, data.landmarks_t, i, xbar[i])
 
 
 def diffusion_map_add_vjp(data, theta, cotangent, gradient):

@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit
 
 from thermo.potentials.base import energy_gradient, full_energy_gradient
+from thermo.samplers._solvers import pair_finite
 
 __all__ = ["heavy_ball_kernel"]
 
@@ -42,14 +43,6 @@ def _norm(x):
     for i in range(x.size):
         total += float(x[i]) * float(x[i])
     return np.sqrt(total)
-
-
-@njit(cache=True)
-def _all_finite(x):
-    for i in range(x.size):
-        if not np.isfinite(x[i]):
-            return False
-    return True
 
 
 @njit(cache=True)
@@ -123,7 +116,7 @@ def heavy_ball_kernel(data, theta, velocity, gradient, energy, full, learning_ra
             energy = full_energy_gradient(data, theta, gradient)
         else:
             energy = energy_gradient(data, theta, gradient, rng)
-        if not (np.isfinite(energy) and _all_finite(theta) and _all_finite(gradient)):
+        if not (np.isfinite(energy) and pair_finite(theta, gradient)):
             return DIVERGED, i, n_records, last_good_energy
         step = step0 + i + 1
         gradient_norm = _norm(gradient)

@@ -34,7 +34,8 @@ from thermo.samplers._framework import (ChunkResult, register_sampler,
                                         reject_unknown_options, require_positive_friction)
 from thermo.samplers._solvers import (evaluate_force, initial_force, initial_momentum,
                                       ornstein_uhlenbeck_coefficients, pair_finite,
-                                      record_bias_weight_log, record_observables)
+                                      record_bias_weight_log, record_observables,
+                                      sum_of_squares)
 from thermo.samplers.noise import standard_normals
 
 __all__ = ["BAOABState", "init", "validate", "run_chunk"]
@@ -103,23 +104,25 @@ def baoab_kernel(potential_data, bias_data, theta, momentum, gradient, energy, b
     done = 0
     diverged = False
     for n in range(n_steps):
-        momentum_squared = 0.0
-        noise_squared = 0.0
         standard_normals(rng, xi)
         for i in range(d):
             p = momentum[i] - half * gradient[i]          # B
             q = theta[i] + half * p                       # A
-            noise = sigma * xi[i]
-            p = c * p + noise                             # O
-            momentum_squared += p * p
-            noise_squared += noise * noise
+            p = c * p + sigma * xi[i]                     # O
             theta_new[i] = q + half * p                   # A
             momentum_new[i] = p
+        # |p''|² and the noise norm only for a step that is recorded (serial
+        # sums in the update loop cost ~15 % of an MNIST perceptron step)
+        momentum_squared = np.nan
+        noise_squared = np.nan
+        if (first_step + done + 1) % record_every == 0:
+            momentum_squared = sum_of_squares(momentum_new, 1.0)
+            noise_squared = sum_of_squares(xi, sigma)
         new_energy, new_bias_energy = evaluate_force(potential_data, bias_data, theta_new,
                                                      gradient_new, rng)
         for i in range(d):
             momentum_new[i] -= half * gradient_new[i]     # B
-        if not (np.isfinite(new_energy + new_bias_energy + momentum_squared)
+        if not (np.isfinite(new_energy + new_bias_energy)
                 and pair_finite(theta_new, momentum_new)):
             diverged = True
             break

@@ -101,7 +101,9 @@ def _fill_block(out, start, stop, state_high, state_low, increment):
         index = np.int64(bits & np.uint64(0xFF))
         bits >>= np.uint64(8)
         magnitude = (bits >> np.uint64(1)) & np.uint64(0x000FFFFFFFFFFFFF)
-        x = np.float64(magnitude) * _WI[index]
+        # magnitude < 2**52: converting it as a signed integer is exact and
+        # one instruction (AVX2 has no unsigned 64-bit conversion)
+        x = np.float64(np.int64(magnitude)) * _WI[index]
         if bits & np.uint64(1):
             x = -x
         if magnitude < _KI[index]:
@@ -112,9 +114,9 @@ def _fill_block(out, start, stop, state_high, state_low, increment):
             while True:
                 u, state_high, state_low = _pcg64_next(state_high, state_low, increment)
                 xx = -ziggurat_nor_inv_r * math.log1p(
-                    -(np.float64(u >> np.uint64(11)) * _TO_UNIT))
+                    -(np.float64(np.int64(u >> np.uint64(11))) * _TO_UNIT))
                 u, state_high, state_low = _pcg64_next(state_high, state_low, increment)
-                yy = -math.log1p(-(np.float64(u >> np.uint64(11)) * _TO_UNIT))
+                yy = -math.log1p(-(np.float64(np.int64(u >> np.uint64(11))) * _TO_UNIT))
                 if yy + yy > xx * xx:
                     if (magnitude >> np.uint64(8)) & np.uint64(1):
                         out[i] = -(ziggurat_nor_r + xx)
@@ -124,7 +126,7 @@ def _fill_block(out, start, stop, state_high, state_low, increment):
                     break
         else:                                # the wedge: accept against the density
             u, state_high, state_low = _pcg64_next(state_high, state_low, increment)
-            uniform = np.float64(u >> np.uint64(11)) * _TO_UNIT
+            uniform = np.float64(np.int64(u >> np.uint64(11))) * _TO_UNIT
             if (_FI[index - 1] - _FI[index]) * uniform + _FI[index] < math.exp(-0.5 * x * x):
                 out[i] = x
                 i += 1

@@ -27,7 +27,8 @@ from numba import njit
 from thermo.bias.base import bias_update
 from thermo.samplers._framework import ChunkResult, register_sampler, reject_unknown_options
 from thermo.samplers._solvers import (evaluate_force, initial_force, pair_finite,
-                                      record_bias_weight_log, record_observables)
+                                      record_bias_weight_log, record_observables,
+                                      sum_of_squares)
 from thermo.samplers.noise import standard_normals
 
 __all__ = ["OverdampedState", "init", "validate", "run_chunk", "overdamped_kernel"]
@@ -47,6 +48,27 @@ class OverdampedState(NamedTuple):
     step: int
     rng_state: object = None
     minibatch_state: object = None
+
+
+@njit(cache=True)
+def _kick_squared(amplitude, previous, current):
+    """``Σ (amplitude (previous_i + current_i))²`` in four interleaved sums."""
+    n = current.size
+    n4 = n - n % 4
+    s0 = s1 = s2 = s3 = 0.0
+    for i in range(0, n4, 4):
+        a0 = amplitude * (previous[i] + current[i])
+        a1 = amplitude * (previous[i + 1] + current[i + 1])
+        a2 = amplitude * (previous[i + 2] + current[i + 2])
+        a3 = amplitude * (previous[i + 3] + current[i + 3])
+        s0 += a0 * a0
+        s1 += a1 * a1
+        s2 += a2 * a2
+        s3 += a3 * a3
+    for i in range(n4, n):
+        a0 = amplitude * (previous[i] + current[i])
+        s0 += a0 * a0
+    return (s0 + s1) + (s2 + s3)
 
 
 @njit(cache=True)
@@ -80,17 +102,24 @@ def overdamped_kernel(potential_data, bias_data, theta, gradient, noise, energy,
     done = 0
     diverged = False
     for n in range(n_steps):
-        noise_squared = 0.0
         standard_normals(rng, draws)
-        for i in range(d):
-            xi = draws[i]
-            if leimkuhler_matthews:
+        recorded = (first_step + done + 1) % record_every == 0
+        noise_squared = np.nan
+        if leimkuhler_matthews:
+            for i in range(d):
+                xi = draws[i]
                 kick = amplitude * (noise[i] + xi)
                 noise_new[i] = xi
-            else:
-                kick = amplitude * xi
-            noise_squared += kick * kick
-            theta_new[i] = theta[i] - step_size * gradient[i] + kick
+                theta_new[i] = theta[i] - step_size * gradient[i] + kick
+            if recorded:
+                # |kick|² from θ's own change would round differently; the
+                # kicks are recomputed, only for recorded steps
+                noise_squared = _kick_squared(amplitude, noise, noise_new)
+        else:
+            for i in range(d):
+                theta_new[i] = theta[i] - step_size * gradient[i] + amplitude * draws[i]
+            if recorded:
+                noise_squared = sum_of_squares(draws, amplitude)
         new_energy, new_bias_energy = evaluate_force(potential_data, bias_data, theta_new,
                                                      gradient_new, rng)
         if not (np.isfinite(new_energy + new_bias_energy)

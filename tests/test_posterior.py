@@ -182,9 +182,10 @@ def _general_path(post):
     return post
 
 
+@pytest.mark.parametrize("sparse_inputs", [False, True])
 @pytest.mark.parametrize("prior", [0.0, 0.8])
 @pytest.mark.parametrize("batch_size", [None, 70])
-def test_perceptron_fast_path_agrees_with_general_kernel(prior, batch_size):
+def test_perceptron_fast_path_agrees_with_general_kernel(prior, batch_size, sparse_inputs):
     rng = np.random.default_rng(5)
     n, n_in, n_out = 301, 13, 4
     X = rng.normal(size=(n, n_in))
@@ -192,9 +193,10 @@ def test_perceptron_fast_path_agrees_with_general_kernel(prior, batch_size):
     y = rng.integers(0, n_out, n)
     net = MLP([n_in, n_out], loss="cross_entropy")
     theta = rng.normal(size=net.n_params)
-    fast = Posterior(net, X, y, prior_precision=prior, batch_size=batch_size)
+    fast = Posterior(net, X, y, prior_precision=prior, batch_size=batch_size,
+                     sparse_inputs=sparse_inputs)
     slow = _general_path(Posterior(net, X, y, prior_precision=prior, batch_size=batch_size))
-    assert fast.fast_path and fast.kernel_data.fast == 1
+    assert fast.fast_path and fast.kernel_data.fast == (2 if sparse_inputs else 1)
     for full in (True, False):
         for seed in range(3):   # minibatch: same generator -> same batch on both paths
             U_f, g_f = fast.energy_and_gradient(theta, full=full, rng=np.random.default_rng(seed))

@@ -53,6 +53,7 @@ PUBLIC_PACKAGES = (
 #: only (the theory and equations of each scheme).
 EXTRA_MODULES = {
     "thermo.samplers": ("thermo.samplers.ensemble", "thermo.samplers.noise"),
+    "thermo.networks": ("thermo.networks.sparse_perceptron",),
 }
 DOCSTRING_MODULES = {
     "thermo.samplers": ("thermo.samplers.baoab", "thermo.samplers.gla",

@@ -24,8 +24,9 @@ def test_matches_reference_for_every_class_count(n_out, dtype):
     X, y, theta = _data(c=n_out, seed=n_out)
     rows = np.random.default_rng(1).integers(0, len(X), 41)      # with repeats
     l0, g0 = fp.reference_loss_grad(theta, X, y, rows, 3.0, 0.7)
-    l1, g1 = sp.sparse_loss_grad(theta.astype(dtype), sp.to_sparse_rows(X, dtype), y, rows,
-                                 3.0, 0.7)
+    compress = n_out % 2 == 0          # both storages across the class counts
+    l1, g1 = sp.sparse_loss_grad(theta.astype(dtype), sp.to_sparse_rows(X, dtype,
+                                 compress=compress), y, rows, 3.0, 0.7)
     tol = 1e-12 if dtype == np.float64 else 2e-6
     assert g1.dtype == dtype
     assert abs(l1 - l0) <= tol * max(1.0, abs(l0))
@@ -71,16 +72,63 @@ def test_chunks_and_repeats():
     assert l4b == l4 and np.array_equal(g4b, g4)
 
 
-def test_to_sparse_rows_round_trip():
-    X, _, _ = _data()
-    S = sp.to_sparse_rows(X, np.float32, scale=0.5)
-    dense = np.zeros(S.shape, np.float32)
+def _dense(S):
+    dense = np.zeros(S.shape, S.dtype)
+    values = S.palette[S.values] if S.values.dtype == np.uint8 else S.values
     for i in range(S.shape[0]):
         lo, hi = S.indptr[i], S.indptr[i + 1]
-        assert np.all(np.diff(S.indices[lo:hi]) > 0)
-        dense[i, S.indices[lo:hi]] = S.values[lo:hi]
-    np.testing.assert_array_equal(dense, (0.5 * X).astype(np.float32))
+        assert np.all(np.diff(S.indices[lo:hi].astype(np.int64)) > 0)
+        dense[i, S.indices[lo:hi]] = values[lo:hi]
+    return dense
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_to_sparse_rows_round_trip(compress):
+    X, _, _ = _data(n=400)          # ~1500 distinct values: too many for a palette
+    S = sp.to_sparse_rows(X, np.float32, scale=0.5, compress=compress)
+    assert S.indices.dtype == (np.uint16 if compress else np.int32)
+    assert S.values.dtype == np.float32 and S.palette.size == 0   # continuous values
+    np.testing.assert_array_equal(_dense(S), (0.5 * X).astype(np.float32))
     assert S.density == pytest.approx(np.count_nonzero(X) / X.size)
+
+
+def test_palette_codes_are_exact_and_give_the_same_bits():
+    rng = np.random.default_rng(4)
+    X8 = ((rng.random((400, 50)) < 0.3) * rng.integers(1, 256, (400, 50))).astype(np.uint8)
+    X = X8 / 255.0
+    y = rng.integers(0, 10, 400)
+    theta = rng.normal(0, 0.3, 510)
+    plain = sp.to_sparse_rows(X, compress=False)
+    small = sp.to_sparse_rows(X)
+    assert small.values.dtype == np.uint8 and small.palette.size == 256
+    assert small.nbytes < plain.nbytes / 3
+    np.testing.assert_array_equal(_dense(small), X)                # lossless
+    rows = rng.integers(0, 400, 150)
+    work = sp.make_sparse_work(50, 10, n_threads=2)
+    l0, g0 = sp.sparse_loss_grad(theta, plain, y, rows, 2.0, 0.5, work=work)
+    l1, g1 = sp.sparse_loss_grad(theta, small, y, rows, 2.0, 0.5, work=work)
+    assert l0 == l1 and np.array_equal(g0, g1)
+    # a value that is not in the first 100,000 (the sample) is still coded
+    big = np.zeros((2001, 60))
+    big[:2000, :] = (np.arange(60) % 7 + 1)[None, :]
+    big[2000, 3] = 0.25
+    coded = sp.to_sparse_rows(big)
+    assert coded.values.dtype == np.uint8
+    np.testing.assert_array_equal(_dense(coded), big)
+
+
+def test_wide_inputs_keep_32_bit_indices():
+    rng = np.random.default_rng(2)
+    X = np.zeros((3, 70_000))
+    X[:, [5, 65_535, 65_536, 69_999]] = rng.normal(size=(3, 4))
+    y = np.array([0, 1, 0])
+    S = sp.to_sparse_rows(X)
+    assert S.indices.dtype == np.int32
+    theta = rng.normal(size=2 * 70_001)
+    l0, g0 = fp.reference_loss_grad(theta, X, y)
+    l1, g1 = sp.sparse_loss_grad(theta, S, y)
+    assert abs(l1 - l0) <= 1e-12 * abs(l0)
+    assert np.abs(g1 - g0).max() <= 1e-12 * np.abs(g0).max()
 
 
 def test_nan_and_large_logits():

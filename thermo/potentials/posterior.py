@@ -80,8 +80,9 @@ class PosteriorData(NamedTuple):
     # Sparse inputs (fast == 2; 1-element placeholders otherwise): X as
     # compressed sparse rows and thermo.networks.sparse_perceptron's buffers.
     s_indptr: np.ndarray    # (N + 1,) int64
-    s_indices: np.ndarray   # (nnz,) int32
-    s_values: np.ndarray    # (nnz,) network dtype
+    s_indices: np.ndarray   # (nnz,) uint16 (n_in <= 65536) or int32
+    s_values: np.ndarray    # (nnz,) network dtype, or uint8 codes into s_palette
+    s_palette: np.ndarray   # (256,) the distinct values when coded, else (0,)
     s_wp: np.ndarray        # (n_in + 1, Cp) padded weights
     s_gs: np.ndarray        # (chunks, n_in + 1, Cp) per-chunk gradients
     s_z: np.ndarray         # (chunks, Cp) logits
@@ -115,9 +116,9 @@ def _posterior_energy_gradient(data, theta, gradient, rng):
         rows = data.batch
         scale = data.scale
     if data.fast == 2:
-        loss = _sp._loss_grad(data.s_indptr, data.s_indices, data.s_values, data.y_int, rows,
-                              theta, scale, data.prior_precision, gradient, data.s_wp,
-                              data.s_gs, data.s_z, data.s_loss)
+        loss = _sp._loss_grad(data.s_indptr, data.s_indices, data.s_values, data.s_palette,
+                              data.y_int, rows, theta, scale, data.prior_precision, gradient,
+                              data.s_wp, data.s_gs, data.s_z, data.s_loss)
     elif data.fast == 1:
         loss = _fp._loss_grad(data.X, data.input_scale, data.y_int, rows, theta, scale,
                               data.prior_precision, gradient, data.f_wt, data.f_gs, data.f_xr,
@@ -133,9 +134,9 @@ def _posterior_energy_gradient(data, theta, gradient, rng):
 
 def _posterior_full_energy_gradient(data, theta, gradient):
     if data.fast == 2:
-        loss = _sp._loss_grad(data.s_indptr, data.s_indices, data.s_values, data.y_int,
-                              data.all_rows, theta, 1.0, data.prior_precision, gradient,
-                              data.s_wp, data.s_gs, data.s_z, data.s_loss)
+        loss = _sp._loss_grad(data.s_indptr, data.s_indices, data.s_values, data.s_palette,
+                              data.y_int, data.all_rows, theta, 1.0, data.prior_precision,
+                              gradient, data.s_wp, data.s_gs, data.s_z, data.s_loss)
         return loss + _half_norm2(data.prior_precision, theta)
     if data.fast == 1:
         loss = _fp._loss_grad(data.X, data.input_scale, data.y_int, data.all_rows, theta, 1.0,
@@ -320,7 +321,7 @@ class Posterior(Potential):
                                           n_threads=n_chunks)
         else:
             rows_csr = _sp.SparseRows(np.zeros(1, np.int64), np.zeros(1, np.int32),
-                                      np.zeros(1, net.dtype), (0, 0))
+                                      np.zeros(1, net.dtype), np.zeros(0, net.dtype), (0, 0))
             s_work = _sp.make_sparse_work(1, 1, net.dtype, n_threads=1)
         if fast and not sparse:
             # chunk count fixed at construction (not the current thread
@@ -339,6 +340,7 @@ class Posterior(Potential):
             fast=np.int64(2 if sparse else 1 if fast else 0), input_scale=net.dtype.type(1.0),
             f_wt=f_work[0], f_gs=f_work[1], f_xr=f_work[2], f_z=f_work[3], f_loss=f_work[4],
             s_indptr=rows_csr.indptr, s_indices=rows_csr.indices, s_values=rows_csr.values,
+            s_palette=rows_csr.palette,
             s_wp=s_work[0], s_gs=s_work[1], s_z=s_work[2], s_loss=s_work[3])
         self.dtype = net.dtype
         super().__init__(net.n_params, data)

@@ -14,7 +14,8 @@ Prints
   :mod:`thermo.networks.fast_perceptron` kernels for float64, float32 and
   uint8 inputs; the sparse-row kernels of
   :mod:`thermo.networks.sparse_perceptron`, which :class:`thermo.Posterior`
-  uses for MNIST, in float64 and float32; the general
+  uses for MNIST, in float64 and float32 (coded: uint16 columns and uint8
+  codes into the 256 pixel values; plain: int32 columns, float values); the general
   :meth:`thermo.networks.MLP.loss_and_grad` when it is importable) and, for
   each, GB/s and GFLOP/s reached (sparse kernels: the CSR bytes and the flops
   of the nonzeros, ``4 nnz C``), their fractions of the measured bandwidth
@@ -116,17 +117,18 @@ def kernels(X8, y, general=True):
     # sparse rows (thermo.Posterior's default for MNIST): the bytes are the
     # CSR arrays, the flops those of the nonzeros only
     from thermo.networks import sparse_perceptron as sp
-    for dtype in (np.float64, np.float32):
-        S = sp.to_sparse_rows(X8, dtype, 1 / 255)
+    # (compressed: uint16 columns and uint8 codes of the 256 pixel values, as
+    # Posterior stores them; plain: int32 columns and float values)
+    for dtype, compress in ((np.float64, True), (np.float32, True), (np.float64, False)):
+        S = sp.to_sparse_rows(X8, dtype, 1 / 255, compress=compress)
         th = theta.astype(dtype)
         work = sp.make_sparse_work(d, N_CLASSES, dtype)
         grad = np.empty_like(th)
 
         def call(S=S, th=th, work=work, grad=grad):
             sp.sparse_loss_grad(th, S, y, rows, 1.0, 0.0, grad, work)
-        nbytes = S.indptr.nbytes + S.indices.nbytes + S.values.nbytes
-        out.append((f"sparse {np.dtype(dtype).name} (CSR)", nbytes,
-                    4.0 * S.values.size * N_CLASSES, call))
+        out.append((f"sparse {np.dtype(dtype).name} ({'coded' if compress else 'plain'})",
+                    S.nbytes, 4.0 * S.values.size * N_CLASSES, call))
     if not general:
         return out
     try:

@@ -324,8 +324,13 @@ def build_model(options, context=None):
     batch = options["batch_size"] or None
     if batch is not None and batch > X.shape[0]:
         raise CommandError(f"--batch-size {batch} exceeds the {X.shape[0]} data points")
-    potential = thermo.Posterior(net, X, y, prior_precision=options["prior_precision"],
-                                 batch_size=batch)
+    sparse_inputs = {"auto": None, "sparse": True, "dense": False}[
+        options.get("input_format", "auto")]
+    try:
+        potential = thermo.Posterior(net, X, y, prior_precision=options["prior_precision"],
+                                     batch_size=batch, sparse_inputs=sparse_inputs)
+    except ValueError as err:
+        raise CommandError(f"--input-format sparse: {err}") from None
     return potential, net, X, y, description
 
 

@@ -152,6 +152,10 @@ OPTIONS = [
            commands=MODEL, low=0),
     Option("dtype", "str", "float64", "floating type of θ and the data", commands=MODEL,
            choices=("float64", "float32")),
+    Option("input_format", "str", "auto", "how a perceptron (no hidden layer, cross "
+           "entropy) reads the inputs: sparse rows (work per nonzero), dense rows, or auto "
+           "(sparse when at most half of the inputs are nonzero, e.g. MNIST)", commands=MODEL,
+           choices=("auto", "sparse", "dense")),
     Option("init", "str", "glorot", "initialisation scheme of θ when --theta0 is not given",
            commands=MODEL, choices=("glorot", "tati")),
     Option("theta0", "path", None, "file with the starting θ (.npy, or CSV with one row, "

@@ -85,7 +85,8 @@ def model_arguments(options):
     dict
     """
     keys = ("potential", "barrier", "dimension", "data", "n_points", "noise", "data_seed", "hidden", "activation",
-            "output_activation", "loss", "prior_precision", "batch_size", "dtype")
+            "output_activation", "loss", "prior_precision", "batch_size", "dtype",
+            "input_format")
     return {k: options[k] for k in keys}
 
 

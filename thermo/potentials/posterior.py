@@ -320,8 +320,11 @@ class Posterior(Potential):
             s_work = _sp.make_sparse_work(net.sizes[0], net.sizes[-1], net.dtype,
                                           n_threads=n_chunks)
         else:
-            rows_csr = _sp.SparseRows(np.zeros(1, np.int64), np.zeros(1, np.int32),
-                                      np.zeros(1, net.dtype), np.zeros(0, net.dtype), (0, 0))
+            # placeholders of the types compressed rows have (uint16 columns,
+            # uint8 codes): a dense posterior and an MNIST-like sparse one then
+            # share one kernel-data type, and the samplers compile once for both
+            rows_csr = _sp.SparseRows(np.zeros(1, np.int64), np.zeros(1, np.uint16),
+                                      np.zeros(1, np.uint8), np.zeros(256, net.dtype), (0, 0))
             s_work = _sp.make_sparse_work(1, 1, net.dtype, n_threads=1)
         if fast and not sparse:
             # chunk count fixed at construction (not the current thread

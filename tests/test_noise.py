@@ -1,7 +1,7 @@
 """Blocked noise vectors (thermo.samplers.noise): exact, thread-independent, N(0, I).
 
 The blocked path (d ≥ BLOCKED_FROM) replaces one Generator call per entry by
-NOISE_BLOCKS inline PCG64 streams seeded from the Generator.  Checked here:
+NOISE_BLOCKS inline SFC64 streams seeded from the Generator.  Checked here:
 bit-identity with the NumPy-only reference, independence of the thread
 count, the distribution (KS, moments, no correlation between blocks or
 calls, with a negative control that a shared seed would fail), and a

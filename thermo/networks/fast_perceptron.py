@@ -79,6 +79,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic, overload
 
 from thermo.data.minibatch import draw_without_replacement
+from thermo.networks.kernels import exp_or_zero
 
 from thermo import _numba_cache  # noqa: F401  (threading layer before cached kernels load)
 
@@ -468,7 +469,7 @@ def _rows(X, input_scale, y, rows, start, stop, theta, Wt, G, xr, z):
             z_label = z[r, label]
             total = 0.0
             for j in range(C):
-                e = np.exp(z[r, j] - m)
+                e = exp_or_zero(z[r, j] - m)
                 z[r, j] = e
                 total += e
             loss += (np.log(total) + m) - z_label

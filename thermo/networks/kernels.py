@@ -152,6 +152,24 @@ def _tanh_inplace(z):
         z[k] = t if x == x else x
 
 
+EXP_ZERO_BELOW = -746.0
+"""Below this, exp(x) is 0 in float64 (the smallest subnormal is e^-744.4)."""
+
+
+@njit(cache=True, inline="always")
+def exp_or_zero(x):
+    """``exp(x)``, with the 0 of an underflow returned without calling exp.
+
+    glibc's exp reports an underflow through a slow error path (errno,
+    ``__kernel_standard``), and the softmax terms of classes far below the
+    largest logit take it often: 2-3 % of an MNIST perceptron step in perf
+    on unscaled pixels.  The result is the same number exp returns.
+    """
+    if x < EXP_ZERO_BELOW:
+        return x - x            # +0, in x's type
+    return np.exp(x)
+
+
 @njit(cache=True)
 def _activate(code, z):
     if code == LINEAR:
@@ -420,11 +438,11 @@ def _loss_delta(act, ob, n_out, out_code, loss_code, label_code, y_int, y_float,
             m = max(m, act[ob + k])
         total = 0.0
         for k in range(n_out):
-            total += np.exp(np.float64(act[ob + k]) - m)
+            total += exp_or_zero(np.float64(act[ob + k]) - m)
         lse = m + np.log(total)
         loss = lse - act[ob + label]
         for k in range(n_out):
-            delta[db + k] = np.exp(np.float64(act[ob + k]) - lse)
+            delta[db + k] = exp_or_zero(np.float64(act[ob + k]) - lse)
         delta[db + label] -= 1
     elif loss_code == MSE:
         inv = 1.0 / n_out

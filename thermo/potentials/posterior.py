@@ -27,6 +27,7 @@ import numba
 import numpy as np
 from numba import njit
 
+from thermo._sums import sum_of_squares
 from thermo.data.minibatch import draw, new_order
 from thermo.networks import kernels as _k
 from thermo.networks import fast_perceptron as _fp  # after kernels (threading layer)
@@ -91,12 +92,10 @@ class PosteriorData(NamedTuple):
 
 @njit(cache=True)
 def _half_norm2(prior, theta):
+    """The Gaussian prior's energy ``prior |θ|² / 2`` (in float64)."""
     if prior == 0.0:
         return 0.0
-    total = 0.0
-    for i in range(theta.size):
-        total += np.float64(theta[i]) * theta[i]
-    return 0.5 * prior * total
+    return 0.5 * prior * sum_of_squares(theta, 1.0)
 
 
 # Flags for the kernel as non-literal int64: a literal 0/1 argument would make

@@ -59,6 +59,7 @@ import numpy as np
 from numba import njit
 from numba.extending import overload
 
+from thermo._sums import sum_of_squares  # noqa: F401  (the samplers import it from here)
 from thermo.bias.base import bias_energy_gradient, bias_weight_log
 from thermo.potentials.base import accuracy, energy_gradient, full_energy_gradient
 
@@ -195,34 +196,6 @@ def pair_finite(a, b):
     for i in range(a.size):
         ok &= (abs(a[i]) <= _FINITE_MAX) & (abs(b[i]) <= _FINITE_MAX)
     return ok
-
-
-@njit(cache=True)
-def sum_of_squares(x, scale):
-    """``Σ (scale x_i)²`` in four interleaved partial sums, combined in a fixed order.
-
-    For the recorded kinetic energy and noise norm: the samplers compute
-    these only on steps that are recorded, and a plain serial sum would be
-    bound by the 4-cycle add latency (~13 µs at d = 7850 on the 2-core
-    development machine).  Deterministic: the order does not depend on the
-    machine or the thread count.
-    """
-    n = x.size
-    n4 = n - n % 4
-    s0 = s1 = s2 = s3 = 0.0
-    for i in range(0, n4, 4):
-        a0 = scale * x[i]
-        a1 = scale * x[i + 1]
-        a2 = scale * x[i + 2]
-        a3 = scale * x[i + 3]
-        s0 += a0 * a0
-        s1 += a1 * a1
-        s2 += a2 * a2
-        s3 += a3 * a3
-    for i in range(n4, n):
-        a0 = scale * x[i]
-        s0 += a0 * a0
-    return (s0 + s1) + (s2 + s3)
 
 
 @njit(cache=True)

@@ -18,14 +18,16 @@ from scipy import stats
 
 import thermo
 from thermo.potentials import Potential, register
-from thermo.samplers.noise import (BLOCKED_FROM, NOISE_BLOCKS, reference_standard_normals,
-                                   standard_normals)
+from thermo.samplers import noise
+from thermo.samplers.noise import (BLOCKED_FROM, LANES, NOISE_BLOCKS, PARALLEL_FROM,
+                                   reference_standard_normals, standard_normals)
 
 from test_samplers_helpers import discrete_covariance
 
 
 @pytest.mark.parametrize("size", [1, 7, BLOCKED_FROM - 1, BLOCKED_FROM, BLOCKED_FROM + 1,
-                                  7850, 79_510])
+                                  BLOCKED_FROM + 3, 7850, PARALLEL_FROM - 1, PARALLEL_FROM,
+                                  79_510])
 def test_kernel_equals_numpy_reference(size):
     kernel_rng = np.random.default_rng(size)
     reference_rng = np.random.default_rng(size)
@@ -35,6 +37,16 @@ def test_kernel_equals_numpy_reference(size):
         expected = reference_standard_normals(reference_rng, size)
         assert np.array_equal(out, expected)
         assert kernel_rng.bit_generator.state == reference_rng.bit_generator.state
+
+
+def test_serial_and_parallel_block_filling_agree():
+    seeds = np.random.default_rng(3).integers(0, 2**63 - 1, LANES * NOISE_BLOCKS).astype(np.uint64)
+    for size in (BLOCKED_FROM, 7850, 50_001):
+        serial = np.empty(size)
+        parallel = np.empty(size)
+        noise._fill_blocks_serial(serial, seeds)
+        noise._fill_blocks(parallel, seeds)
+        assert np.array_equal(serial, parallel)
 
 
 def test_short_vectors_are_the_generators_own_draws():
@@ -76,6 +88,17 @@ def test_blocked_draws_are_standard_normal_and_uncorrelated():
     bound = 5.0 / np.sqrt(blocks.shape[1])
     assert np.max(np.abs(correlation)) < bound
     assert abs(np.corrcoef(first, second)[0, 1]) < 5.0 / np.sqrt(size)
+    # the four lanes of a block interleave (lane j at positions j, j + 4, ...):
+    # neighbours come from different lanes and must not be correlated
+    for lag in range(1, 2 * LANES + 1):
+        assert abs(np.corrcoef(first[:-lag], first[lag:])[0, 1]) < 5.0 / np.sqrt(size)
+
+
+def test_lag_check_catches_lanes_sharing_a_stream():
+    # negative control: four lanes drawing the same stream would repeat each
+    # draw four times in a row, which the lag-1 check above fails
+    draws = np.repeat(np.random.default_rng(1).standard_normal(NOISE_BLOCKS * 2_500), LANES)
+    assert abs(np.corrcoef(draws[:-1], draws[1:])[0, 1]) > 5.0 / np.sqrt(draws.size)
 
 
 def test_correlation_check_catches_shared_seeds():

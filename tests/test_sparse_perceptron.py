@@ -58,6 +58,36 @@ def test_mnist_like_sizes_agree_with_dense_kernel():
     assert np.abs(g1 - g0).max() <= 1e-12 * np.abs(g0).max()
 
 
+@pytest.mark.parametrize("n_out", [3, 10])
+def test_in_place_and_copied_weights_give_the_same_bits(n_out):
+    # minibatches under COPY_WEIGHTS_FROM rows read θ in place (overreading
+    # rows into the padding lanes), larger ones an aligned padded copy
+    X, y, theta = _data(n=400, d=50, c=n_out, density=0.4, seed=4)
+    S = sp.to_sparse_rows(X)
+    rows = np.random.default_rng(5).integers(0, len(X), sp.COPY_WEIGHTS_FROM + 7)
+    Wp, Gs, zs, losses = sp.make_sparse_work(50, n_out, n_threads=1)
+    view = sp._weights(theta, Wp, n_out, 100)
+    copy = sp._weights(theta, Wp, n_out, rows.size).copy()
+    assert view.shape == (51, n_out) and np.shares_memory(view, theta)
+    assert copy.shape == (51, sp.padded_classes(n_out, np.float64))
+    gradients, totals = [], []
+    for W in (view, copy):
+        sp._accumulate(S.indptr, S.indices, S.values, S.palette, y, rows, W, Gs, zs, losses,
+                       1, n_out)
+        g = np.empty_like(theta)
+        sp._reduce(Gs, 1, 2.0, 0.1, theta, g, n_out)
+        gradients.append(g)
+        totals.append(losses[0])
+    assert np.array_equal(gradients[0], gradients[1]) and totals[0] == totals[1]
+    for n in (100, rows.size):                 # each path through _loss_grad
+        g = np.empty_like(theta)
+        loss = sp._loss_grad(S.indptr, S.indices, S.values, S.palette, y, rows[:n], theta, 2.0,
+                             0.1, g, Wp, Gs, zs, losses)
+        l_ref, g_ref = fp.reference_loss_grad(theta, X, y, rows[:n], 2.0, 0.1)
+        assert abs(loss - l_ref) <= 1e-12 * abs(l_ref)
+        assert np.abs(g - g_ref).max() <= 1e-12 * np.abs(g_ref).max()
+
+
 def test_chunks_and_repeats():
     X, y, theta = _data(n=400, d=20, c=10)
     S = sp.to_sparse_rows(X)

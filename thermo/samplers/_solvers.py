@@ -59,7 +59,6 @@ import numpy as np
 from numba import njit
 from numba.extending import overload
 
-from thermo._sums import sum_of_squares  # noqa: F401  (the samplers import it from here)
 from thermo.bias.base import bias_energy_gradient, bias_weight_log
 from thermo.potentials.base import accuracy, energy_gradient, full_energy_gradient
 

@@ -29,13 +29,13 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from thermo._sums import sum_of_squares
 from thermo.bias.base import bias_update
 from thermo.samplers._framework import (ChunkResult, register_sampler,
                                         reject_unknown_options, require_positive_friction)
 from thermo.samplers._solvers import (evaluate_force, initial_force, initial_momentum,
                                       ornstein_uhlenbeck_coefficients, pair_finite,
-                                      record_bias_weight_log, record_observables,
-                                      sum_of_squares)
+                                      record_bias_weight_log, record_observables)
 from thermo.samplers.noise import standard_normals
 
 __all__ = ["BAOABState", "init", "validate", "run_chunk"]

@@ -24,11 +24,11 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from thermo._sums import sum_of_squares
 from thermo.bias.base import bias_update
 from thermo.samplers._framework import ChunkResult, register_sampler, reject_unknown_options
 from thermo.samplers._solvers import (evaluate_force, initial_force, pair_finite,
-                                      record_bias_weight_log, record_observables,
-                                      sum_of_squares)
+                                      record_bias_weight_log, record_observables)
 from thermo.samplers.noise import standard_normals
 
 __all__ = ["OverdampedState", "init", "validate", "run_chunk", "overdamped_kernel"]

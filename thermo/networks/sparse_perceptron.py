@@ -64,7 +64,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from thermo.networks.fast_perceptron import (_add_rows, _llvm_vector, _n_chunks, _splat,
-                                             _vector_load, prefetch_codegen, work_chunks)
+                                             _vector_load, _zero, prefetch_codegen, work_chunks)
 from thermo.networks.kernels import exp_or_zero
 
 __all__ = ["SparseRows", "to_sparse_rows", "sparse_loss_grad", "make_sparse_work",
@@ -515,7 +515,7 @@ def _rows(indptr, idx, vals, palette, y, rows, start, stop, Wp, G, z, n_out):
 def _accumulate(indptr, idx, vals, palette, y, rows, Wp, Gs, zs, losses, n_chunks, n_out):
     n = rows.size
     for c in prange(n_chunks):
-        Gs[c, :, :] = 0.0
+        _zero(Gs[c])
         start = c * n // n_chunks
         stop = (c + 1) * n // n_chunks
         losses[c] = _rows(indptr, idx, vals, palette, y, rows, start, stop, Wp, Gs[c], zs[c],

@@ -12,7 +12,8 @@ Samplers: SGLD and BAOAB.  thermo is timed through
   :mod:`thermo.networks.fast_perceptron` (float64 inputs, and uint8 inputs
   with float32 θ), and
 * ``thermo.sample``: the general driver with :class:`thermo.Posterior`
-  (when importable),
+  (when importable), on Numba's thread count and with ``threads="auto"``
+  (the run picks 1 or 2 threads from its own chunk timings; same results),
 
 PyTorch through the usual eager loop (autograd for the gradient, in-place
 ``torch.no_grad`` updates, ``torch.randn_like`` noise), float64 and float32,
@@ -107,7 +108,7 @@ def thermo_fused(X, scale, y, dtype, method, batch):
 # --------------------------------------------------------------------------
 # thermo: the general driver
 
-def thermo_sample(X, y, sizes, dtype, method, batch, sparse_inputs=None):
+def thermo_sample(X, y, sizes, dtype, method, batch, sparse_inputs=None, threads=None):
     import thermo
     net = thermo.MLP(sizes, activation="tanh", loss="cross_entropy", dtype=dtype)
     post = thermo.Posterior(net, X.astype(dtype), y, prior_precision=PRIOR, batch_size=batch,
@@ -116,6 +117,8 @@ def thermo_sample(X, y, sizes, dtype, method, batch, sparse_inputs=None):
 
     def run(n):
         kwargs = dict(n_steps=n, step_size=H[method], beta=BETA, record_every=n)
+        if threads is not None:
+            kwargs["threads"] = threads
         if method == "baoab":
             kwargs["friction"] = FRICTION
         if state["state"] is None:
@@ -210,7 +213,7 @@ def main(argv=None):
     perceptron = [784, N_CLASSES]
     mlp = [784, 100, N_CLASSES]
     results = []
-    header = f"{'problem':26s} {'method':6s} {'implementation':28s} {'steps/s':>9s} {'vs torch':>9s}"
+    header = f"{'problem':26s} {'method':6s} {'implementation':34s} {'steps/s':>9s} {'vs torch':>9s}"
     print(header)
     print("-" * len(header))
     problems = [(perceptron, 100), (perceptron, 1000), (mlp, 100)]
@@ -233,14 +236,15 @@ def main(argv=None):
                 # thermo.Posterior's default for the perceptron on MNIST (19 %
                 # nonzero pixels) is sparse input rows; "dense X" forces the
                 # dense kernel, which is what dense data would get
-                sample = [("thermo.sample float64", np.float64, None)]
+                sample = [("thermo.sample float64", np.float64, None, None),
+                          ("thermo.sample float64 threads=auto", np.float64, None, "auto")]
                 if sizes == perceptron:
-                    sample += [("thermo.sample float64 dense X", np.float64, False),
-                               ("thermo.sample float32", np.float32, None)]
-                for name, dtype, sparse in sample:
+                    sample += [("thermo.sample float64 dense X", np.float64, False, None),
+                               ("thermo.sample float32", np.float32, None, None)]
+                for name, dtype, sparse, threads in sample:
                     try:
                         entries.append((name, dtype, thermo_sample(X64, y, sizes, dtype, method,
-                                                                   batch, sparse)))
+                                                                   batch, sparse, threads)))
                     except Exception as err:  # noqa: BLE001
                         print(f"({name} not timed: {err})")
             rates = {name: 0.0 for name, _, _ in entries}
@@ -255,7 +259,7 @@ def main(argv=None):
                 row = {"problem": label, "method": method, "implementation": name,
                        "steps_per_s": rates[name], "ratio_vs_torch_same_dtype": ratio}
                 results.append(row)
-                print(f"{label:26s} {method:6s} {name:28s} {rates[name]:9.0f} {ratio:8.2f}x")
+                print(f"{label:26s} {method:6s} {name:34s} {rates[name]:9.0f} {ratio:8.2f}x")
     print("targets: >= 10000 steps/s at batch 100; >= 5x torch (perceptron, B=100 and 1000); "
           ">= 3x torch (784-100-10, B=100)")
     if args.json:

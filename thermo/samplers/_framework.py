@@ -97,11 +97,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
+import numba
 import numpy as np
 
 from thermo.bias.base import NO_BIAS
 from thermo.potentials.base import Potential
 from thermo.samplers._solvers import N_COLUMNS, column_index, has_laplacian
+from thermo.samplers._threads import AUTO, PROBE_FRACTION, ThreadTuner, check_threads
 
 __all__ = ["sample", "Run", "DivergenceError", "register_sampler", "get_sampler",
            "available_samplers", "SamplerSpec", "Recording", "ChunkResult",
@@ -444,7 +446,7 @@ class Run:
 
 # --- input checks
 
-_DRIVER_OPTIONS = ("record_accuracy", "record_full_energy", "chunk_steps")
+_DRIVER_OPTIONS = ("record_accuracy", "record_full_energy", "chunk_steps", "threads")
 
 
 def _check_integer(name, value, minimum):
@@ -591,7 +593,13 @@ def sample(potential, method, theta0=None, *, n_steps, step_size, beta=1.0, fric
         per record, costly), ``record_full_energy`` (bool, default False:
         exact U per record, costly for posteriors), ``chunk_steps`` (int,
         steps per kernel call; default adaptive, about 0.5 s per call —
-        never changes the result) and the sampler's own options.
+        never changes the result), ``threads`` (None, default: Numba's
+        current count; an int: run with that many threads; ``"auto"``: the
+        run times its own chunks on 1, 2, 4, ... threads up to Numba's
+        current count and runs on the fastest, probing the others now and
+        then (:mod:`thermo.samplers._threads`); never changes the result,
+        and Numba's count is restored afterwards) and the sampler's own
+        options.
 
     Returns
     -------
@@ -653,6 +661,7 @@ def sample(potential, method, theta0=None, *, n_steps, step_size, beta=1.0, fric
     chunk_steps = options.pop("chunk_steps", None)
     if chunk_steps is not None:
         chunk_steps = _check_integer("chunk_steps", chunk_steps, 1)
+    threads = check_threads(options.pop("threads", None))
     record_trajectory = bool(record_trajectory)
     if bias is None:
         bias = NO_BIAS
@@ -718,14 +727,22 @@ def sample(potential, method, theta0=None, *, n_steps, step_size, beta=1.0, fric
     chunk = chunk_steps if chunk_steps is not None else min(1000, max_chunk)
     target_seconds = 0.5
 
+    previous_threads = numba.get_num_threads()
+    tuner = ThreadTuner(previous_threads) if threads == AUTO else None
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=n_steps, unit="step", desc=spec.name)
     try:
+        if isinstance(threads, int):
+            numba.set_num_threads(threads)
         remaining = n_steps
         while remaining > 0:
-            n = min(chunk, remaining)
+            probe = False
+            if tuner is not None:
+                chunk_threads, probe = tuner.choose()
+                numba.set_num_threads(chunk_threads)
+            n = min(max(1, chunk // PROBE_FRACTION) if probe else chunk, remaining)
             first = state.step
             n_rows = (first + n) // record_every - first // record_every
             recording = Recording(
@@ -735,6 +752,8 @@ def sample(potential, method, theta0=None, *, n_steps, step_size, beta=1.0, fric
             started = time.perf_counter()
             result = spec.run_chunk(potential, bias, state, rng, n, parameters, recording)
             elapsed = time.perf_counter() - started
+            if tuner is not None:
+                tuner.report(chunk_threads, result.steps_done, elapsed)
             state = result.state
             records.append(recording.records[:result.rows_written])
             if record_trajectory:
@@ -751,11 +770,12 @@ def sample(potential, method, theta0=None, *, n_steps, step_size, beta=1.0, fric
                     f"force (step_size={step_size} may be too large); the last good "
                     f"state is step {state.step}", bad_step, state, partial)
             remaining -= n
-            if chunk_steps is None:
+            if chunk_steps is None and not probe:
                 per_step = elapsed / max(n, 1)
                 wanted = int(target_seconds / per_step) if per_step > 0 else max_chunk
                 chunk = max(1, min(max_chunk, 8 * chunk, wanted))
     finally:
+        numba.set_num_threads(previous_threads)
         if bar is not None:
             bar.close()
     state = _finish_state(state, rng, potential)

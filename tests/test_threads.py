@@ -1,0 +1,109 @@
+"""thermo.sample's ``threads`` option: fixed counts and the run-time tuner.
+
+The option may only change speed: every kernel's parallel chunks are fixed by
+its work buffers, so runs on 1 thread, on Numba's count and tuned ("auto")
+must agree bit for bit."""
+import numba
+import numpy as np
+import pytest
+
+import thermo
+from thermo.potentials.analytic import Gaussian
+from thermo.samplers import DivergenceError
+from thermo.samplers._threads import ThreadTuner, check_threads, thread_ladder
+
+
+# --- the tuner's policy
+
+def test_thread_ladder():
+    assert thread_ladder(1) == [1]
+    assert thread_ladder(2) == [1, 2]
+    assert thread_ladder(8) == [1, 2, 4, 8]
+    assert thread_ladder(12) == [1, 2, 4, 8, 12]
+
+
+def test_tuner_warms_up_probes_every_count_then_runs_the_fastest():
+    tuner = ThreadTuner(4, reprobe_every=3)
+    assert tuner.choose() == (4, False)
+    tuner.report(4, 100, 100.0)               # the warm-up chunk is not timed
+    assert tuner.seconds_per_step == {}
+    timings = {1: 3.0, 2: 1.0, 4: 2.0}
+    for expected in (1, 2, 4):
+        threads, probe = tuner.choose()
+        assert (threads, probe) == (expected, True)
+        tuner.report(threads, 10, 10 * timings[threads])
+    assert tuner.best == 2
+    assert [tuner.choose() for _ in range(3)] == [(2, False)] * 3
+    assert tuner.choose() == (1, True)        # then the others in turn
+    tuner.report(1, 10, 10 * 0.5)             # the machine changed: 1 thread is now fastest
+    assert [tuner.choose() for _ in range(3)] == [(1, False)] * 3
+    assert tuner.choose() == (4, True)        # the rotation goes on over the other counts
+
+
+def test_tuner_with_one_thread_never_probes():
+    tuner = ThreadTuner(1)
+    for _ in range(10):
+        assert tuner.choose() == (1, False)
+        tuner.report(1, 10, 1.0)
+
+
+@pytest.mark.parametrize("value, error", [
+    ("fast", TypeError), (1.5, TypeError), (True, TypeError), (0, ValueError),
+    (numba.config.NUMBA_NUM_THREADS + 1, ValueError)])
+def test_invalid_thread_counts_are_rejected_before_any_work(value, error):
+    assert check_threads(np.int64(1)) == 1
+    with pytest.raises(error, match="threads"):
+        thermo.sample(Gaussian(np.zeros(2), np.eye(2)), "baoab", theta0=np.zeros(2),
+                      n_steps=10, step_size=0.1, seed=0, threads=value)
+
+
+# --- the driver
+
+def _posteriors():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(400, 30)) * (rng.random((400, 30)) < 0.2)
+    y = rng.integers(0, 3, 400)
+    perceptron = thermo.MLP([30, 3], loss="cross_entropy")
+    network = thermo.MLP([30, 8, 3], activation="tanh", loss="cross_entropy")
+    return [(thermo.Posterior(perceptron, X, y, prior_precision=1.0, batch_size=100),
+             perceptron.init(seed=0)),
+            (thermo.Posterior(network, X, y, prior_precision=1.0, batch_size=100),
+             network.init(seed=0))]
+
+
+@pytest.mark.parametrize("method", ["sgld", "baoab"])
+def test_thread_counts_do_not_change_the_run(method, monkeypatch):
+    calls = []
+    set_num_threads = numba.set_num_threads
+
+    def recording(n):
+        calls.append(n)
+        set_num_threads(n)
+
+    monkeypatch.setattr(numba, "set_num_threads", recording)
+    before = numba.get_num_threads()
+    for posterior, theta0 in _posteriors():
+        options = dict(theta0=theta0, n_steps=300, step_size=1e-4, friction=10.0, seed=5,
+                       record_every=7, record_trajectory=True, chunk_steps=20)
+        default = thermo.sample(posterior, method, **options)
+        for threads in (1, numba.config.NUMBA_NUM_THREADS, "auto"):
+            calls.clear()
+            other = thermo.sample(posterior, method, threads=threads, **options)
+            np.testing.assert_array_equal(default.trajectory, other.trajectory)
+            np.testing.assert_array_equal(default.state.theta, other.state.theta)
+            for name in default.observables:
+                np.testing.assert_array_equal(default.observables[name],
+                                              other.observables[name], err_msg=name)
+            assert numba.get_num_threads() == before
+            if threads == "auto":       # the tuner ran chunks on every candidate count
+                assert set(thread_ladder(before)) <= set(calls)
+
+
+def test_thread_count_is_restored_after_a_divergence():
+    before = numba.get_num_threads()
+    stiff = Gaussian(np.zeros(2), np.diag([1e-4, 1.0]))
+    for threads in (1, "auto"):
+        with pytest.raises(DivergenceError):
+            thermo.sample(stiff, "baoab", theta0=np.ones(2), n_steps=10_000, step_size=1.0,
+                          seed=0, threads=threads, chunk_steps=3)
+        assert numba.get_num_threads() == before

@@ -1,0 +1,164 @@
+"""The thread count a sampler's kernels run with: fixed, or tuned during the run.
+
+Every CPU kernel of thermo gives the same bits for any thread count: parallel
+chunks are fixed by the work buffers and the noise blocks, not by the number
+of threads that run them.  So the count only changes the speed, and the
+fastest count depends on the problem and on the machine *at that moment*.
+Small problems gain little from threads (a parallel region costs a few µs,
+and data written on one core must move to the other), and on a shared
+virtual machine the second core can be slow or busy for minutes: on the
+2-vCPU development machine a batch-100 MNIST perceptron BAOAB step measured
+117 µs on 2 threads and 184 µs on 1 in one minute, and 181 µs on 2 against
+126 µs on 1 a few minutes later (``benchmarks/step_phases.py``).
+
+``threads="auto"`` in :func:`thermo.sample` therefore times the run's own
+chunks (:class:`ThreadTuner`): after a first, untimed chunk (it may include
+compilation), one short chunk per candidate count (1, 2, 4, ... up to
+Numba's current count), then the fastest count, and after every
+:data:`REPROBE_EVERY` regular chunks one short chunk on another candidate
+(in turn), because the fastest count can change while the run goes.  A
+short chunk has ``1/PROBE_FRACTION`` of a regular chunk's steps, so the
+probes run about 1/17 of the steps (REPROBE_EVERY = PROBE_FRACTION = 4) on
+a count that may be slower.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["AUTO", "REPROBE_EVERY", "PROBE_FRACTION", "thread_ladder", "check_threads",
+           "ThreadTuner"]
+
+AUTO = "auto"
+REPROBE_EVERY = 4
+"""Every this many chunks, one is a probe of another thread count."""
+PROBE_FRACTION = 4
+"""A probe chunk has ``1/PROBE_FRACTION`` of the steps of a regular chunk."""
+
+
+def thread_ladder(maximum):
+    """Candidate thread counts: 1, 2, 4, ... below ``maximum``, and ``maximum``.
+
+    Parameters
+    ----------
+    maximum : int
+        The largest count (>= 1).
+
+    Returns
+    -------
+    list of int
+
+    Examples
+    --------
+    >>> thread_ladder(1), thread_ladder(2), thread_ladder(6)
+    ([1], [1, 2], [1, 2, 4, 6])
+    """
+    counts = []
+    n = 1
+    while n < maximum:
+        counts.append(n)
+        n *= 2
+    counts.append(int(maximum))
+    return counts
+
+
+def check_threads(value):
+    """Validate the ``threads`` option of :func:`thermo.sample`.
+
+    Parameters
+    ----------
+    value : None, int or "auto"
+        None: Numba's current count; an int: that many threads (at most
+        ``numba.config.NUMBA_NUM_THREADS``); "auto": tuned (module docstring).
+
+    Returns
+    -------
+    None, int or "auto"
+
+    Examples
+    --------
+    >>> check_threads(None), check_threads("auto"), check_threads(1)
+    (None, 'auto', 1)
+    """
+    if value is None or (isinstance(value, str) and value == AUTO):
+        return value
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"threads must be None, an int or 'auto', got {value!r}")
+    value = int(value)
+    maximum = numba.config.NUMBA_NUM_THREADS
+    if not 1 <= value <= maximum:
+        raise ValueError(f"threads must be between 1 and {maximum} (NUMBA_NUM_THREADS), "
+                         f"got {value}")
+    return value
+
+
+class ThreadTuner:
+    """Chooses the thread count of each chunk from the run's own timings.
+
+    Parameters
+    ----------
+    maximum : int
+        Largest thread count to use (Numba's count when the run starts).
+    reprobe_every : int
+        Regular chunks between two probes of another count.
+
+    Examples
+    --------
+    >>> tuner = ThreadTuner(2, reprobe_every=2)
+    >>> tuner.choose()                # first chunk: untimed warm-up
+    (2, False)
+    >>> tuner.report(2, 1000, 1.0)
+    >>> tuner.choose()                # one probe per candidate
+    (1, True)
+    >>> tuner.report(1, 250, 0.1)
+    >>> tuner.choose()
+    (2, True)
+    >>> tuner.report(2, 250, 0.2)
+    >>> tuner.seconds_per_step
+    {1: 0.0004, 2: 0.0008}
+    >>> [tuner.choose() for _ in range(3)]   # the faster count, then a probe
+    [(1, False), (1, False), (2, True)]
+    """
+
+    def __init__(self, maximum, reprobe_every=REPROBE_EVERY):
+        self.candidates = thread_ladder(int(maximum))
+        self.reprobe_every = int(reprobe_every)
+        self.seconds_per_step = {}
+        self.chunks = 0
+        self._regular = 0           # regular chunks since the last probe
+        self._rotation = 0
+
+    @property
+    def best(self):
+        """The count with the least time per step so far (None before any)."""
+        if not self.seconds_per_step:
+            return None
+        return min(self.seconds_per_step, key=lambda n: (self.seconds_per_step[n], n))
+
+    def choose(self):
+        """``(threads, probe)`` for the next chunk; ``probe``: make it short."""
+        self.chunks += 1
+        if self.chunks == 1 or len(self.candidates) == 1:
+            return self.candidates[-1], False
+        for n in self.candidates:
+            if n not in self.seconds_per_step:
+                return n, True
+        best = self.best
+        if self._regular >= self.reprobe_every:
+            others = [n for n in self.candidates if n != best]
+            n = others[self._rotation % len(others)]
+            self._rotation += 1
+            self._regular = 0
+            return n, True
+        self._regular += 1
+        return best, False
+
+    def report(self, threads, n_steps, seconds):
+        """Record a chunk's time; the first (warm-up) chunk is ignored.
+
+        The latest time of each count replaces the earlier one: the machine's
+        state, not a long average, decides.
+        """
+        if self.chunks <= 1 or n_steps <= 0:
+            return
+        self.seconds_per_step[int(threads)] = seconds / n_steps

@@ -99,6 +99,20 @@ def test_thread_counts_do_not_change_the_run(method, monkeypatch):
                 assert set(thread_ladder(before)) <= set(calls)
 
 
+def test_auto_runs_on_one_potential_share_their_timings():
+    from thermo.samplers._threads import _TUNERS
+    target = Gaussian(np.zeros(2), np.eye(2))
+    options = dict(n_steps=100, step_size=0.1, threads="auto", chunk_steps=10)
+    first = thermo.sample(target, "baoab", theta0=np.zeros(2), seed=0, **options)
+    tuner = _TUNERS[target]["baoab"]
+    chunks = tuner.chunks
+    assert chunks >= 10
+    thermo.sample(target, "baoab", state=first.state, **options)
+    assert _TUNERS[target]["baoab"] is tuner and tuner.chunks > chunks
+    thermo.sample(target, "sgld", theta0=np.zeros(2), seed=0, **options)
+    assert _TUNERS[target]["sgld"] is not tuner
+
+
 def test_thread_count_is_restored_after_a_divergence():
     before = numba.get_num_threads()
     stiff = Gaussian(np.zeros(2), np.diag([1e-4, 1.0]))
@@ -107,3 +121,46 @@ def test_thread_count_is_restored_after_a_divergence():
             thermo.sample(stiff, "baoab", theta0=np.ones(2), n_steps=10_000, step_size=1.0,
                           seed=0, threads=threads, chunk_steps=3)
         assert numba.get_num_threads() == before
+
+
+_TWO_THREADS = """
+import numba, numpy as np, thermo
+from thermo.samplers._threads import thread_ladder
+assert numba.get_num_threads() == 2
+rng = np.random.default_rng(3)
+X = rng.normal(size=(400, 30)) * (rng.random((400, 30)) < 0.2)
+y = rng.integers(0, 3, 400)
+net = thermo.MLP([30, 3], loss="cross_entropy")
+posterior = thermo.Posterior(net, X, y, prior_precision=1.0, batch_size=100)
+options = dict(theta0=net.init(seed=0), n_steps=300, step_size=1e-4, friction=10.0, seed=5,
+               record_every=7, record_trajectory=True, chunk_steps=20)
+calls = []
+set_num_threads = numba.set_num_threads
+def recording(n):
+    calls.append(n)
+    set_num_threads(n)
+numba.set_num_threads = recording
+default = thermo.sample(posterior, "baoab", **options)
+for threads in (1, 2, "auto"):
+    calls.clear()
+    other = thermo.sample(posterior, "baoab", threads=threads, **options)
+    assert np.array_equal(default.trajectory, other.trajectory), threads
+    assert np.array_equal(default.observables["energy"], other.observables["energy"]), threads
+    assert numba.get_num_threads() == 2
+assert {1, 2} <= set(calls), calls
+print("same bits on 1, 2 and auto threads")
+"""
+
+
+def test_two_threads_in_a_fresh_process():
+    """The same check with two Numba threads, whatever this process has (one per
+    xdist worker in CI)."""
+    import os
+    import subprocess
+    import sys
+    environment = dict(os.environ, NUMBA_NUM_THREADS="2")
+    environment.pop("PYTEST_XDIST_WORKER", None)
+    result = subprocess.run([sys.executable, "-c", _TWO_THREADS], capture_output=True,
+                            text=True, env=environment, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "same bits" in result.stdout

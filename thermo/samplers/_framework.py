@@ -103,7 +103,7 @@ import numpy as np
 from thermo.bias.base import NO_BIAS
 from thermo.potentials.base import Potential
 from thermo.samplers._solvers import N_COLUMNS, column_index, has_laplacian
-from thermo.samplers._threads import AUTO, PROBE_FRACTION, ThreadTuner, check_threads
+from thermo.samplers._threads import AUTO, PROBE_FRACTION, check_threads, tuner_for
 
 __all__ = ["sample", "Run", "DivergenceError", "register_sampler", "get_sampler",
            "available_samplers", "SamplerSpec", "Recording", "ChunkResult",
@@ -597,9 +597,10 @@ def sample(potential, method, theta0=None, *, n_steps, step_size, beta=1.0, fric
         current count; an int: run with that many threads; ``"auto"``: the
         run times its own chunks on 1, 2, 4, ... threads up to Numba's
         current count and runs on the fastest, probing the others now and
-        then (:mod:`thermo.samplers._threads`); never changes the result,
-        and Numba's count is restored afterwards) and the sampler's own
-        options.
+        then, and remembers its timings for later runs on the same
+        potential (:mod:`thermo.samplers._threads`); never changes the
+        result, and Numba's count is restored afterwards) and the sampler's
+        own options.
 
     Returns
     -------
@@ -728,7 +729,7 @@ def sample(potential, method, theta0=None, *, n_steps, step_size, beta=1.0, fric
     target_seconds = 0.5
 
     previous_threads = numba.get_num_threads()
-    tuner = ThreadTuner(previous_threads) if threads == AUTO else None
+    tuner = tuner_for(potential, spec.name, previous_threads) if threads == AUTO else None
     bar = None
     if progress:
         from tqdm.auto import tqdm

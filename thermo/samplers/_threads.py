@@ -19,15 +19,20 @@ Numba's current count), then the fastest count, and after every
 (in turn), because the fastest count can change while the run goes.  A
 short chunk has ``1/PROBE_FRACTION`` of a regular chunk's steps, so the
 probes run about 1/17 of the steps (REPROBE_EVERY = PROBE_FRACTION = 4) on
-a count that may be slower.
+a count that may be slower.  The tuner of a (potential, method) pair lives
+as long as the potential (:func:`tuner_for`): a run continued in several
+calls, or run again, goes on from what the earlier calls measured instead of
+probing from scratch.
 """
 from __future__ import annotations
+
+import weakref
 
 import numba
 import numpy as np
 
 __all__ = ["AUTO", "REPROBE_EVERY", "PROBE_FRACTION", "thread_ladder", "check_threads",
-           "ThreadTuner"]
+           "ThreadTuner", "tuner_for"]
 
 AUTO = "auto"
 REPROBE_EVERY = 4
@@ -162,3 +167,43 @@ class ThreadTuner:
         if self.chunks <= 1 or n_steps <= 0:
             return
         self.seconds_per_step[int(threads)] = seconds / n_steps
+
+
+_TUNERS = weakref.WeakKeyDictionary()
+
+
+def tuner_for(potential, method, maximum):
+    """The :class:`ThreadTuner` of earlier ``threads="auto"`` runs of ``method``
+    on ``potential`` with the same ``maximum``, or a new one.
+
+    Parameters
+    ----------
+    potential : object
+        The run's potential (kept only through a weak reference).
+    method : str
+        The sampler's name.
+    maximum : int
+        Largest thread count.
+
+    Returns
+    -------
+    ThreadTuner
+
+    Examples
+    --------
+    >>> class Potential:
+    ...     pass
+    >>> potential = Potential()
+    >>> tuner_for(potential, "baoab", 2) is tuner_for(potential, "baoab", 2)
+    True
+    >>> tuner_for(potential, "baoab", 2) is tuner_for(potential, "sgld", 2)
+    False
+    """
+    try:
+        per_method = _TUNERS.setdefault(potential, {})
+    except TypeError:                   # not weakly referenceable: no memory
+        return ThreadTuner(maximum)
+    tuner = per_method.get(method)
+    if tuner is None or tuner.candidates[-1] != int(maximum):
+        tuner = per_method[method] = ThreadTuner(maximum)
+    return tuner

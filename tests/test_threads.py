@@ -40,6 +40,30 @@ def test_tuner_warms_up_probes_every_count_then_runs_the_fastest():
     assert tuner.choose() == (4, True)        # the rotation goes on over the other counts
 
 
+def test_probes_that_change_nothing_come_less_often():
+    tuner = ThreadTuner(2, reprobe_every=2)
+    gaps, since = [], 0
+    for _ in range(200):
+        threads, probe = tuner.choose()
+        tuner.report(threads, 10, 10 * (1.0 if threads == 2 else 3.0))
+        if probe:
+            gaps.append(since)
+            since = 0
+        else:
+            since += 1
+    # warm-up, the two first probes, then waits of 2, 4, 8, 16, 16, ...
+    assert gaps[:2] == [1, 0]
+    assert gaps[2:7] == [2, 4, 8, 16, 16]
+    tuner.report(1, 10, 10 * 0.5)          # 1 thread got faster: back to short waits
+    assert tuner.best == 1
+    probes = []
+    for _ in range(6):
+        threads, probe = tuner.choose()
+        tuner.report(threads, 10, 10 * (0.5 if threads == 1 else 1.0))
+        probes.append(probe)
+    assert sum(probes) == 2                # the wait went back to 2, and doubles from there
+
+
 def test_tuner_with_one_thread_never_probes():
     tuner = ThreadTuner(1)
     for _ in range(10):

@@ -14,12 +14,16 @@ virtual machine the second core can be slow or busy for minutes: on the
 ``threads="auto"`` in :func:`thermo.sample` therefore times the run's own
 chunks (:class:`ThreadTuner`): after a first, untimed chunk (it may include
 compilation), one short chunk per candidate count (1, 2, 4, ... up to
-Numba's current count), then the fastest count, and after every
+Numba's current count), then the fastest count, and after
 :data:`REPROBE_EVERY` regular chunks one short chunk on another candidate
 (in turn), because the fastest count can change while the run goes.  A
-short chunk has ``1/PROBE_FRACTION`` of a regular chunk's steps, so the
-probes run about 1/17 of the steps (REPROBE_EVERY = PROBE_FRACTION = 4) on
-a count that may be slower.  The tuner of a (potential, method) pair lives
+short chunk has ``1/PROBE_FRACTION`` of a regular chunk's steps.  Each probe
+that leaves the fastest count unchanged doubles the wait before the next
+one, up to ``MAX_BACKOFF`` times REPROBE_EVERY regular chunks; a change of
+the fastest count resets it.  So probes run 1/17 of the steps at first and
+about 1/129 once the choice is stable (REPROBE_EVERY = PROBE_FRACTION = 4,
+MAX_BACKOFF = 8); with chunks of ~0.5 s a change of the machine's state is
+noticed within ~16 s.  The tuner of a (potential, method) pair lives
 as long as the potential (:func:`tuner_for`): a run continued in several
 calls, or run again, goes on from what the earlier calls measured instead of
 probing from scratch.
@@ -31,7 +35,7 @@ import weakref
 import numba
 import numpy as np
 
-__all__ = ["AUTO", "REPROBE_EVERY", "PROBE_FRACTION", "thread_ladder", "check_threads",
+__all__ = ["AUTO", "REPROBE_EVERY", "PROBE_FRACTION", "MAX_BACKOFF", "thread_ladder", "check_threads",
            "ThreadTuner", "tuner_for"]
 
 AUTO = "auto"
@@ -39,6 +43,8 @@ REPROBE_EVERY = 4
 """Every this many chunks, one is a probe of another thread count."""
 PROBE_FRACTION = 4
 """A probe chunk has ``1/PROBE_FRACTION`` of the steps of a regular chunk."""
+MAX_BACKOFF = 8
+"""Probes that change nothing stretch the wait up to this many times REPROBE_EVERY."""
 
 
 def thread_ladder(maximum):
@@ -105,7 +111,9 @@ class ThreadTuner:
     maximum : int
         Largest thread count to use (Numba's count when the run starts).
     reprobe_every : int
-        Regular chunks between two probes of another count.
+        Regular chunks before the next probe of another count, at first and
+        after each change of the fastest count (doubled by each probe that
+        changes nothing, up to ``MAX_BACKOFF`` times).
 
     Examples
     --------
@@ -131,6 +139,8 @@ class ThreadTuner:
         self.seconds_per_step = {}
         self.chunks = 0
         self._regular = 0           # regular chunks since the last probe
+        self._wait = self.reprobe_every
+        self._probing = None        # the count of the chunk being probed
         self._rotation = 0
 
     @property
@@ -147,15 +157,18 @@ class ThreadTuner:
             return self.candidates[-1], False
         for n in self.candidates:
             if n not in self.seconds_per_step:
+                self._probing = None        # a first measurement, not a re-probe
                 return n, True
         best = self.best
-        if self._regular >= self.reprobe_every:
+        if self._regular >= self._wait:
             others = [n for n in self.candidates if n != best]
             n = others[self._rotation % len(others)]
             self._rotation += 1
             self._regular = 0
+            self._probing = n
             return n, True
         self._regular += 1
+        self._probing = None
         return best, False
 
     def report(self, threads, n_steps, seconds):
@@ -166,7 +179,13 @@ class ThreadTuner:
         """
         if self.chunks <= 1 or n_steps <= 0:
             return
+        before = self.best
         self.seconds_per_step[int(threads)] = seconds / n_steps
+        if before is not None and self.best != before:
+            self._wait = self.reprobe_every         # the machine changed: look more often
+        elif self._probing is not None and self._probing != self.best:
+            self._wait = min(2 * self._wait, MAX_BACKOFF * self.reprobe_every)
+        self._probing = None
 
 
 _TUNERS = weakref.WeakKeyDictionary()

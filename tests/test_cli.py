@@ -365,3 +365,20 @@ def test_input_format_sparse_and_dense_agree(tmp_path, capsys):
         table = np.genfromtxt(tmp_path / fmt / "observables.csv", delimiter=",", names=True)
         energies[fmt] = table["energy"]
     np.testing.assert_allclose(energies["sparse"], energies["dense"], rtol=1e-9)
+
+
+def test_auto_threads_gives_the_same_run(tmp_path, capsys):
+    # --auto-threads only chooses how many threads run each chunk
+    tables = {}
+    for name, extra in (("fixed", []), ("auto", ["--auto-threads"])):
+        status, out, err = run(["sample", "--data", "two_clusters", "--n-points", "200",
+                                "--batch-size", "100", "--steps", "300", "--record-every",
+                                "10", "--output", str(tmp_path / name), "--quiet",
+                                "--no-figures", "--no-check"] + extra, capsys)
+        assert status == 0, err
+        tables[name] = np.genfromtxt(tmp_path / name / "observables.csv", delimiter=",",
+                                     names=True)
+    for column in tables["fixed"].dtype.names:
+        np.testing.assert_array_equal(tables["fixed"][column], tables["auto"][column])
+    np.testing.assert_array_equal(np.load(tmp_path / "fixed" / "theta.npy"),
+                                  np.load(tmp_path / "auto" / "theta.npy"))

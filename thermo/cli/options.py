@@ -223,6 +223,10 @@ OPTIONS = [
            commands=("sample",), low=1),
     Option("walker_threads", "int", 1, "Numba threads per walker task (fixed so that every "
            "executor gives the same numbers)", "threads", commands=SAMPLING, low=1),
+    Option("auto_threads", "bool", False, "time the run's own chunks on 1, 2, 4, ... threads "
+           "(up to its thread count) and run on the fastest, probing the others now and "
+           "then; the numbers do not change (not with --eqn-strength or --device cuda)",
+           commands=SAMPLING, result=False),
     # --- metadynamics
     Option("cv", "str", "pca:1", "collective variables: 'coordinates:i,j' (θ components), "
            "'pca:k' (first k principal axes of the unbiased pilot run) or a .npy file of "

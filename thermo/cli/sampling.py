@@ -122,6 +122,8 @@ def _sampler_kwargs(options):
         kwargs["record_accuracy"] = True
     if options.get("device", "cpu") != "cpu":
         kwargs["device"] = options["device"]
+    elif options.get("auto_threads") and not options.get("eqn_strength"):
+        kwargs["threads"] = "auto"
     return kwargs
 
 

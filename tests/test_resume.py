@@ -182,7 +182,7 @@ def test_mnist_stream_memory(tmp_path):
     steps = os.environ.get("THERMO_MEMORY_STEPS", "100000")
     record = os.environ.get("THERMO_MEMORY_RECORD", "10")
     # One process: a 20-step run of the same command first (it compiles or
-    # loads every kernel the measured run needs), then the kernel's peak-RSS
+    # loads every kernel the measured run needs), then Linux's peak-RSS
     # mark is reset (/proc/self/clear_refs), so the measured peak is that of
     # loading the data and streaming the trajectory, whether or not Numba's
     # on-disk cache was warm (LLVM's memory after compiling the kernels is

@@ -35,12 +35,13 @@ import weakref
 import numba
 import numpy as np
 
-__all__ = ["AUTO", "REPROBE_EVERY", "PROBE_FRACTION", "MAX_BACKOFF", "thread_ladder", "check_threads",
-           "ThreadTuner", "tuner_for"]
+__all__ = ["AUTO", "REPROBE_EVERY", "PROBE_FRACTION", "MAX_BACKOFF", "thread_ladder",
+           "check_threads", "ThreadTuner", "tuner_for"]
 
 AUTO = "auto"
 REPROBE_EVERY = 4
-"""Every this many chunks, one is a probe of another thread count."""
+"""Regular chunks before a probe of another thread count, at first and after the
+fastest count changed (each probe that changes nothing doubles the wait)."""
 PROBE_FRACTION = 4
 """A probe chunk has ``1/PROBE_FRACTION`` of the steps of a regular chunk."""
 MAX_BACKOFF = 8

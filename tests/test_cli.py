@@ -310,6 +310,7 @@ def test_analyse_tati_trajectory_and_run_file(tmp_path, capsys):
     (["--potential", "double-well"], "--potential network"),
     (["--accuracy"], "no --accuracy"),
     (["--executor", "process"], "--executor inprocess"),
+    (["--auto-threads"], "no --auto-threads"),
 ])
 def test_device_cuda_unsupported(extra, message, tmp_path, capsys):
     output = tmp_path / "r"
@@ -365,6 +366,18 @@ def test_input_format_sparse_and_dense_agree(tmp_path, capsys):
         table = np.genfromtxt(tmp_path / fmt / "observables.csv", delimiter=",", names=True)
         energies[fmt] = table["energy"]
     np.testing.assert_allclose(energies["sparse"], energies["dense"], rtol=1e-9)
+
+
+def test_auto_threads_rejected_with_eqn(tmp_path, capsys):
+    # EQN moves all walkers in one kernel call: there is no chunk to time
+    output = tmp_path / "r"
+    status, _, err = run(["sample", "--data", "two_clusters", "--n-points", "40",
+                          "--walkers", "2", "--eqn-strength", "0.5", "--auto-threads",
+                          "--steps", "4", "--record-every", "1", "--output", str(output), "--no-figures",
+                          "--no-check"], capsys)
+    assert_one_line_error(status, err)
+    assert "--auto-threads does not apply to EQN runs" in err
+    assert not (output / "observables.csv").exists()
 
 
 def test_auto_threads_gives_the_same_run(tmp_path, capsys):

@@ -122,7 +122,7 @@ def _sampler_kwargs(options):
         kwargs["record_accuracy"] = True
     if options.get("device", "cpu") != "cpu":
         kwargs["device"] = options["device"]
-    elif options.get("auto_threads") and not options.get("eqn_strength"):
+    elif options.get("auto_threads"):     # not with EQN: rejected before the run
         kwargs["threads"] = "auto"
     return kwargs
 
@@ -156,6 +156,8 @@ def _check_device(options, potential=None):
         problems.append("no --accuracy")
     if options.get("eqn_strength", 0) > 0:
         problems.append("no --eqn-strength")
+    if options.get("auto_threads"):
+        problems.append("no --auto-threads (the GPU runs no Numba threads)")
     if options["executor"] != "inprocess":
         problems.append(f"--executor inprocess (not {options['executor']})")
     if problems:
@@ -354,6 +356,9 @@ def main_sampling(command, flags):
         if options["executor"] != "inprocess":
             raise CommandError("EQN couples the walkers at every step and runs in one "
                                "process; use --executor inprocess")
+        if options.get("auto_threads"):
+            raise CommandError("--auto-threads does not apply to EQN runs (one kernel call "
+                               "moves all walkers); set --threads instead")
     from thermo.samplers import available_samplers
 
     if options["sampler"] not in available_samplers():

@@ -41,7 +41,8 @@ thread count) is processed in row blocks of up to :data:`ROWS` = 32 rows:
   pairs pass over it; whole float64 rows (25 KB) plus two weight rows
   overflow the 32 KB L1 and every pass would reload the rows from L2.
   (Shorter float32 tiles measured slower: more horizontal sums per FMA.)
-* **softmax** and the loss per row, giving the coefficients ``p - onehot``.
+* **softmax** and the loss per row, giving the coefficients ``p - onehot``
+  (exponentials as vector code: :mod:`thermo.networks.vector_exp`).
 * **backward** (float64), a register tile :func:`_grad_tile` per pair of
   classes and 16 columns: the sums over *all* rows of the block
   stay in eight AVX2 registers (per row four vector loads, two broadcasts,
@@ -79,7 +80,8 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic, overload
 
 from thermo.data.minibatch import draw_without_replacement
-from thermo.networks.kernels import exp_or_zero
+from thermo.networks._llvm import _I64, _llvm_vector, _splat, _vector_load, prefetch_codegen
+from thermo.networks.vector_exp import exp_below_max
 
 from thermo import _numba_cache  # noqa: F401  (threading layer before cached kernels load)
 
@@ -104,44 +106,6 @@ MIN_CHUNK_ROWS = 32
 # Reassociation (for vectorised reductions) and FMA contraction only; NaN and
 # inf keep their IEEE meaning so divergence stays detectable.
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
-
-_I64 = ir.IntType(64)
-
-
-def _llvm_vector(dtype):
-    """(scalar type, AVX2 vector type, its name suffix) for float64/float32."""
-    if dtype == types.float64:
-        return ir.DoubleType(), ir.VectorType(ir.DoubleType(), 4), "v4f64"
-    return ir.FloatType(), ir.VectorType(ir.FloatType(), 8), "v8f32"
-
-
-def _vector_load(builder, ptr, vty, align):
-    v = builder.load(builder.bitcast(ptr, vty.as_pointer()))
-    v.align = align
-    return v
-
-
-def _splat(builder, x, vty):
-    undef = ir.Constant(vty, ir.Undefined)
-    mask = ir.Constant(ir.VectorType(ir.IntType(32), vty.count), [0] * vty.count)
-    return builder.shuffle_vector(builder.insert_element(undef, x, _I64(0)), undef, mask)
-
-
-def prefetch_codegen(context, builder, signature, args):
-    """Codegen of a prefetch intrinsic ``(arr, *indices)``: a software
-    prefetch (``llvm.prefetch``, read, into all caches) of the element's
-    cache line; no fault, no result."""
-    ary = context.make_array(signature.args[0])(context, builder, args[0])
-    ptr = cgutils.get_item_pointer(context, builder, signature.args[0], ary, list(args[1:]),
-                                   wraparound=False)
-    i8p = ir.IntType(8).as_pointer()
-    i32 = ir.IntType(32)
-    fn = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-        "llvm.prefetch.p0i8")
-    builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
-    return context.get_dummy_value()
-
 
 @intrinsic
 def _prefetch(typingctx, arr, i, k):
@@ -467,11 +431,10 @@ def _rows(X, input_scale, y, rows, start, stop, theta, Wt, G, xr, z):
             # logsumexp - z[label] from the logit itself: log(softmax[label])
             # would be -inf once exp(z[label] - m) underflows
             z_label = z[r, label]
+            exp_below_max(z[r], m)
             total = 0.0
             for j in range(C):
-                e = exp_or_zero(z[r, j] - m)
-                z[r, j] = e
-                total += e
+                total += z[r, j]
             loss += (np.log(total) + m) - z_label
             inv = 1.0 / total
             for j in range(C):

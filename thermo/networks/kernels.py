@@ -586,7 +586,6 @@ def _chunk(mode, theta, X, rows, start, end, y_int, y_float, sizes, w_off, b_off
                 code = acts[l - 1]
                 for g in range(0, BLOCK_ROWS, 8):
                     dg = g * width
-                    xg = x0 + g * ld_in
                     for j in range(fan_in):
                         wr = w0 + j * fan_out
                         e0, e1, e2, e3, e4, e5, e6, e7 = _dot8(theta[wr:wr + fan_out],

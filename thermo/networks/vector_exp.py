@@ -164,6 +164,12 @@ def _exp_code(builder, name, ty, suffix, x):
     # 2^n from its exponent bits; a NaN lane takes n = 0 (converting NaN to
     # an integer is undefined) and keeps p = NaN
     n = builder.select(builder.fcmp_ordered("ord", n, n), n, const(0.0))
-    exponent = builder.add(builder.fptosi(n, ity), const(bias, ity))
+    # through int32 (-1022 <= n <= 0): AVX2 converts doubles to int32 vectors
+    # in one instruction, to int64 only lane by lane
+    i32 = ir.IntType(32) if lanes is None else ir.VectorType(ir.IntType(32), lanes)
+    n = builder.fptosi(n, i32)
+    if bits == 64:
+        n = builder.sext(n, ity)
+    exponent = builder.add(n, const(bias, ity))
     scale = builder.bitcast(builder.shl(exponent, const(mantissa, ity)), ty)
     return builder.select(underflow, const(0.0), builder.fmul(p, scale))

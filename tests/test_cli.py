@@ -368,16 +368,22 @@ def test_input_format_sparse_and_dense_agree(tmp_path, capsys):
     np.testing.assert_allclose(energies["sparse"], energies["dense"], rtol=1e-9)
 
 
-def test_auto_threads_rejected_with_eqn(tmp_path, capsys):
+@pytest.mark.parametrize("extra, message", [
+    (["--walkers", "1"], "--eqn-strength needs --walkers >= 2"),
+    (["--sampler", "ccadl"], "--eqn-strength works with --sampler baoab, gla2 or sgld"),
+    (["--executor", "process"], "use --executor inprocess"),
     # EQN moves all walkers in one kernel call: there is no chunk to time
+    (["--auto-threads"], "--auto-threads does not apply to EQN runs"),
+])
+def test_eqn_unsupported_before_any_output(extra, message, tmp_path, capsys):
     output = tmp_path / "r"
     status, _, err = run(["sample", "--data", "two_clusters", "--n-points", "40",
-                          "--walkers", "2", "--eqn-strength", "0.5", "--auto-threads",
-                          "--steps", "4", "--record-every", "1", "--output", str(output), "--no-figures",
-                          "--no-check"], capsys)
+                          "--walkers", "2", "--eqn-strength", "0.5", "--steps", "4",
+                          "--record-every", "1", "--output", str(output), "--no-figures",
+                          "--no-check"] + extra, capsys)
     assert_one_line_error(status, err)
-    assert "--auto-threads does not apply to EQN runs" in err
-    assert not (output / "observables.csv").exists()
+    assert message in err
+    assert not output.exists()
 
 
 def test_auto_threads_gives_the_same_run(tmp_path, capsys):

@@ -170,6 +170,25 @@ def _check_device(options, potential=None):
         raise CommandError(str(error)) from None
 
 
+def _check_eqn(command, options):
+    """CommandError unless an EQN request (``--eqn-strength`` > 0) can run
+    (before any output)."""
+    if command != "sample" or options["eqn_strength"] <= 0:
+        return
+    if options["walkers"] < 2:
+        raise CommandError("--eqn-strength needs --walkers >= 2 (the preconditioner is "
+                           "the covariance of the other walkers)")
+    if options["sampler"] not in ("baoab", "gla2", "sgld"):
+        raise CommandError(f"--eqn-strength works with --sampler baoab, gla2 or sgld, "
+                           f"not {options['sampler']}")
+    if options["executor"] != "inprocess":
+        raise CommandError("EQN couples the walkers at every step and runs in one "
+                           "process; use --executor inprocess")
+    if options.get("auto_threads"):
+        raise CommandError("--auto-threads does not apply to EQN runs (one kernel call "
+                           "moves all walkers); set --threads instead")
+
+
 def _starts(options, net, dimension, dtype):
     from thermo.walkers.rounds import walker_seed
 
@@ -315,6 +334,7 @@ def main_sampling(command, flags):
     context, saved = resolve_with_resume(command, flags)
     options = context.options
     _check_device(options)
+    _check_eqn(command, options)
     output = options["output"]
     resume = options["resume"]
     prepare_output_dir(output, overwrite=options["overwrite"], resume=resume)
@@ -346,19 +366,6 @@ def main_sampling(command, flags):
     starts = _starts(options, net, dimension, dtype)
 
     eqn = command == "sample" and options["eqn_strength"] > 0
-    if eqn:
-        if walkers < 2:
-            raise CommandError("--eqn-strength needs --walkers >= 2 (the preconditioner is "
-                               "the covariance of the other walkers)")
-        if options["sampler"] not in ("baoab", "gla2", "sgld"):
-            raise CommandError(f"--eqn-strength works with --sampler baoab, gla2 or sgld, "
-                               f"not {options['sampler']}")
-        if options["executor"] != "inprocess":
-            raise CommandError("EQN couples the walkers at every step and runs in one "
-                               "process; use --executor inprocess")
-        if options.get("auto_threads"):
-            raise CommandError("--auto-threads does not apply to EQN runs (one kernel call "
-                               "moves all walkers); set --threads instead")
     from thermo.samplers import available_samplers
 
     if options["sampler"] not in available_samplers():

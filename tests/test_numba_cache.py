@@ -85,3 +85,97 @@ def test_edited_implementation_is_recompiled_not_loaded_stale(tmp_path):
         outputs.append([float(value) for value in result.stdout.split()])
     assert outputs[0] == pytest.approx([1.0, 1.0], rel=1e-4)
     assert outputs[1] == pytest.approx([100.0, 100.0], rel=1e-4)
+
+
+# --- cache stamps carry thermo's source fingerprint --------------------------
+
+PACKAGE_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "thermo")
+
+USER_KERNEL = textwrap.dedent("""
+    import numpy as np
+    from numba import njit
+    from thermo._sums import sum_of_squares
+
+    @njit(cache=True)
+    def total(x):
+        return sum_of_squares(x, 1.0)
+""")
+
+USER_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from numba.core import caching
+    import thermo._numba_cache
+    if sys.argv[1] == "unstamped":        # the negative control: Numba's own stamp only
+        mixin = caching._SourceFileBackedLocatorMixin
+        mixin.get_source_stamp = mixin._thermo_original_get_source_stamp
+    import user_kernel
+    print(user_kernel.total(np.ones(8)))
+""")
+
+
+def test_every_kernel_module_sets_numba_up_before_its_kernels():
+    # the stamps (and the threading layer) are installed by importing
+    # thermo._numba_cache; a cached kernel decorated before that would miss them
+    import re
+    offenders = []
+    for directory, _, files in os.walk(PACKAGE_ROOT):
+        for name in files:
+            if not name.endswith(".py") or name == "_numba_cache.py":
+                continue
+            path = os.path.join(directory, name)
+            with open(path, encoding="utf-8") as handle:
+                lines = handle.read().splitlines()
+            kernels = [i for i, line in enumerate(lines) if re.match(r"\s*@.*cache=True", line)]
+            setup = [i for i, line in enumerate(lines)
+                     if line.startswith("from thermo import _numba_cache")]
+            if kernels and not (setup and setup[0] < kernels[0]):
+                offenders.append(os.path.relpath(path, PACKAGE_ROOT))
+    assert not offenders
+
+
+def test_source_fingerprint_sees_every_module(tmp_path):
+    from thermo._numba_cache import source_fingerprint
+    root = tmp_path / "pkg"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.py").write_text("x = 1\n")
+    (root / "sub" / "b.py").write_text("y = 2\n")
+    first = source_fingerprint(str(root))
+    (root / "__pycache__").mkdir()
+    (root / "__pycache__" / "a.nbi").write_text("ignored")
+    (root / "notes.txt").write_text("ignored")
+    assert source_fingerprint(str(root)) == first
+    (root / "sub" / "b.py").write_text("y = 3\n")
+    edited = source_fingerprint(str(root))
+    assert edited != first
+    (root / "sub" / "b.py").rename(root / "sub" / "c.py")
+    assert source_fingerprint(str(root)) not in (first, edited)
+
+
+@pytest.mark.parametrize("stamps, after_edit", [("stamped", 16.0), ("unstamped", 8.0)])
+def test_editing_a_called_helper_recompiles_its_cached_callers(tmp_path, stamps, after_edit):
+    # A user's cached kernel calls thermo's sum_of_squares.  Editing thermo's
+    # _sums.py (as a `git pull` on an editable install would) must not leave
+    # the caller running the old code from its cache.  The unstamped control
+    # shows the hazard: Numba's own stamp checks only the caller's file.
+    import shutil
+    copy = tmp_path / "src"
+    shutil.copytree(PACKAGE_ROOT, copy / "thermo",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+    (copy / "user_kernel.py").write_text(USER_KERNEL)
+    (copy / "run.py").write_text(USER_SCRIPT)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(copy))
+
+    def run():
+        result = subprocess.run([sys.executable, str(copy / "run.py"), stamps], env=env,
+                                capture_output=True, text=True, timeout=300, cwd=str(copy))
+        assert result.returncode == 0, result.stderr[-2000:]
+        return float(result.stdout.strip())
+
+    assert run() == 8.0
+    assert run() == 8.0                      # now from the cache
+    sums = copy / "thermo" / "_sums.py"
+    sums.write_text(sums.read_text().replace("return (s0 + s1) + (s2 + s3)",
+                                             "return 2.0 * ((s0 + s1) + (s2 + s3))"))
+    assert run() == after_edit

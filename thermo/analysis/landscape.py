@@ -48,6 +48,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 from numba import njit, prange
 
+from thermo import _numba_cache  # noqa: F401  (threading layer, cache stamps)
 from thermo.analysis.covariance import project
 from thermo.networks.kernels import LABEL_SIGN, LINEAR, _activate, _loss_delta, _predict_one
 

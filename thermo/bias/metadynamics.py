@@ -81,6 +81,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from thermo import _numba_cache  # noqa: F401  (threading layer, cache stamps)
 from thermo.bias.base import Bias, bias_update, register_bias
 from thermo.cv.base import CV, cv_add_vjp, cv_value, has_vjp
 

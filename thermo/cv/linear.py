@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from thermo import _numba_cache  # noqa: F401  (threading layer, cache stamps)
 from thermo.cv.base import CV, register_cv
 
 __all__ = ["Linear", "LinearFeatureMap"]

@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from thermo import _numba_cache  # noqa: F401  (threading layer, cache stamps)
+
 __all__ = ["new_order", "shuffle", "draw_without_replacement", "draw_with_replacement",
            "draw"]
 

@@ -65,6 +65,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from thermo import _numba_cache  # noqa: F401  (threading layer, cache stamps)
 from thermo.networks._llvm import _I64, _llvm_vector, _splat, _vector_load, prefetch_codegen
 from thermo.networks.fast_perceptron import _add_rows, _n_chunks, _zero, work_chunks
 from thermo.networks.vector_exp import exp_below_max

@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from thermo import _numba_cache  # noqa: F401  (threading layer, cache stamps)
 from thermo.optimizers.gd import (CONVERGED, DIVERGED, RUNNING, STALLED, _norm,
                                   _record)
 from thermo.potentials.base import full_energy_gradient

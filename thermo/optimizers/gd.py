@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from thermo import _numba_cache  # noqa: F401  (threading layer, cache stamps)
 from thermo.potentials.base import energy_gradient, full_energy_gradient
 from thermo.samplers._solvers import pair_finite
 

@@ -27,6 +27,7 @@ import numba
 import numpy as np
 from numba import njit
 
+from thermo import _numba_cache  # noqa: F401  (threading layer, cache stamps)
 from thermo._sums import sum_of_squares
 from thermo.data.minibatch import draw, new_order
 from thermo.networks import kernels as _k

@@ -59,6 +59,7 @@ import numpy as np
 from numba import njit
 from numba.extending import overload
 
+from thermo import _numba_cache  # noqa: F401  (threading layer, cache stamps)
 from thermo.bias.base import bias_energy_gradient, bias_weight_log
 from thermo.potentials.base import accuracy, energy_gradient, full_energy_gradient
 

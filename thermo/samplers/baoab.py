@@ -29,6 +29,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from thermo import _numba_cache  # noqa: F401  (threading layer, cache stamps)
 from thermo._sums import sum_of_squares
 from thermo.bias.base import bias_update
 from thermo.samplers._framework import (ChunkResult, register_sampler,

@@ -97,6 +97,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from thermo import _numba_cache  # noqa: F401  (threading layer, cache stamps)
 from thermo.potentials.base import Potential, energy_gradient
 from thermo.samplers._framework import DivergenceError, sample
 from thermo.samplers._solvers import ornstein_uhlenbeck_coefficients

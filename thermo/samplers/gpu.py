@@ -70,6 +70,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from thermo import _numba_cache  # noqa: F401  (threading layer, cache stamps)
 from thermo._cuda import require_cuda
 
 __all__ = ["GPUProblem", "GPUState", "sample_cuda", "sample_gpu", "require_device",

@@ -69,6 +69,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from thermo import _numba_cache  # noqa: F401  (threading layer, cache stamps)
 from thermo.bias.base import bias_energy_gradient, bias_update
 from thermo.potentials.base import energy_gradient, full_energy_gradient
 from thermo.samplers._framework import (ChunkResult, register_sampler,

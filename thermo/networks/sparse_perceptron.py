@@ -51,9 +51,10 @@ Kernel design
 * The softmax is plain code without ``fastmath``, its exponentials one pass
   of vector code over the padded row (:mod:`thermo.networks.vector_exp`,
   within 1 ulp; ~5 % of a batch-100 step less than glibc's ``exp`` per
-  entry): NaN and inf in θ still show in the loss and gradient.  (A zero input never multiplies a weight here, so
-  an infinite weight of an input that is zero in every row would not show;
-  the samplers' divergence check looks at θ itself.)
+  entry): NaN and inf in θ still show in the loss and gradient.  (A zero
+  input never multiplies a weight here, so an infinite weight of an input
+  that is zero in every row would not show; the samplers' divergence check
+  looks at θ itself.)
 """
 from __future__ import annotations
 

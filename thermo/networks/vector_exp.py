@@ -26,8 +26,9 @@ Algorithm (per lane, x = z[j] - m, so x <= 0 for the real logits)
   computed as x = 0: defined values, which the caller discards.
 
 Entries past the last whole vector (4 float64 or 8 float32 lanes) take the
-same arithmetic in scalar code; the padded rows of
-:mod:`thermo.networks.sparse_perceptron` have none.
+same arithmetic in scalar code: the padded rows of
+:mod:`thermo.networks.sparse_perceptron` have none, the unpadded 10-class
+rows of :mod:`thermo.networks.fast_perceptron` two (float64).
 """
 from __future__ import annotations
 
